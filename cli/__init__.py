@@ -1,0 +1,1 @@
+"""The ``netreduce`` command line: local library commands and a client for a running API."""

@@ -1,0 +1,256 @@
+"""Data sets as in-memory tensors: a registry of sources and one normalised train/eval split.
+
+Spec strings: ``digits``, ``mnist``, ``fashion-mnist``, ``cifar10`` (torchvision, read from a data
+root; downloaded only when ``allow_download``), ``idx:<folder>`` (IDX files, gzip or not) and
+``npz:<file>`` (keras layout ``x_train, y_train, x_test, y_test``). A source with a single split
+is split with a seeded permutation (the MNIST test split: 8,000 train / 2,000 eval).
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from compress.registry import Registry
+
+
+class DatasetError(ValueError):
+    """A data set that cannot be loaded or does not fit the model; the message says why."""
+
+
+@dataclass
+class DatasetSplit:
+    """Normalised float32 images (N, C, H, W) and int64 labels, all in memory."""
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    eval_x: torch.Tensor
+    eval_y: torch.Tensor
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.train_x.shape[1:]
+        return (int(c), int(h), int(w))
+
+    def check_fits(self, input_shape: tuple[int, ...], num_classes: int) -> None:
+        if tuple(input_shape) != self.input_shape:
+            raise DatasetError(
+                f"model input shape {tuple(input_shape)} does not match data set '{self.name}' "
+                f"sample shape {self.input_shape}"
+            )
+        if num_classes < self.num_classes:
+            raise DatasetError(
+                f"model has {num_classes} outputs but data set '{self.name}' has {self.num_classes} classes"
+            )
+
+    def calibration_subset(self, n: int = 1000, seed: int = 0) -> torch.Tensor:
+        """A seeded subset of the training images, for quantization calibration."""
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(self.train_x), generator=g)[: min(n, len(self.train_x))]
+        return self.train_x[idx]
+
+    def subset(self, n_train: int | None = None, n_eval: int | None = None) -> DatasetSplit:
+        """The first samples of each split (already shuffled), for fast tests."""
+        return DatasetSplit(
+            self.name,
+            self.train_x[:n_train],
+            self.train_y[:n_train],
+            self.eval_x[:n_eval],
+            self.eval_y[:n_eval],
+            self.num_classes,
+            self.mean,
+            self.std,
+        )
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    name: str
+    description: str
+    loader: Callable[[str, Path, bool, int], DatasetSplit]
+    takes_path: bool = False
+
+
+DATASETS: Registry[DatasetSource] = Registry("data set")
+
+
+def _finish(
+    name: str,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_eval: np.ndarray | None,
+    y_eval: np.ndarray | None,
+    seed: int,
+    n_eval_single: int | float = 0.2,
+) -> DatasetSplit:
+    """Add the channel axis, split when needed, normalise with the training split's statistics."""
+    x_train = np.asarray(x_train, dtype=np.float32)
+    if x_train.ndim == 3:
+        x_train = x_train[:, None]
+    elif x_train.ndim == 4 and x_train.shape[-1] in (1, 3) and x_train.shape[1] not in (1, 3):
+        x_train = x_train.transpose(0, 3, 1, 2)
+    y_train = np.asarray(y_train).astype(np.int64).reshape(-1)
+    if x_eval is None or y_eval is None:
+        n = len(x_train)
+        n_eval = int(round(n * n_eval_single)) if isinstance(n_eval_single, float) else n_eval_single
+        perm = np.random.default_rng(seed).permutation(n)
+        x_eval, y_eval = x_train[perm[:n_eval]], y_train[perm[:n_eval]]
+        x_train, y_train = x_train[perm[n_eval:]], y_train[perm[n_eval:]]
+    else:
+        x_eval = np.asarray(x_eval, dtype=np.float32)
+        if x_eval.ndim == 3:
+            x_eval = x_eval[:, None]
+        elif x_eval.ndim == 4 and x_eval.shape[-1] in (1, 3) and x_eval.shape[1] not in (1, 3):
+            x_eval = x_eval.transpose(0, 3, 1, 2)
+        y_eval = np.asarray(y_eval).astype(np.int64).reshape(-1)
+        perm = np.random.default_rng(seed).permutation(len(x_train))
+        x_train, y_train = x_train[perm], y_train[perm]
+    scale = 255.0 if x_train.max() > 1.5 else 1.0
+    x_train, x_eval = x_train / scale, x_eval / scale
+    mean = x_train.mean(axis=(0, 2, 3))
+    std = x_train.std(axis=(0, 2, 3)) + 1e-8
+    norm = lambda a: (a - mean[None, :, None, None]) / std[None, :, None, None]  # noqa: E731
+    num_classes = int(max(y_train.max(), y_eval.max())) + 1
+    return DatasetSplit(
+        name,
+        torch.from_numpy(np.ascontiguousarray(norm(x_train), dtype=np.float32)),
+        torch.from_numpy(y_train),
+        torch.from_numpy(np.ascontiguousarray(norm(x_eval), dtype=np.float32)),
+        torch.from_numpy(y_eval),
+        num_classes,
+        tuple(float(m) for m in mean),
+        tuple(float(s) for s in std),
+    )
+
+
+def _load_digits(spec: str, root: Path, allow_download: bool, seed: int) -> DatasetSplit:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = digits.images.astype(np.float32) / 16.0
+    return _finish("digits", images, digits.target, None, None, seed, 0.2)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (gzip or raw) into a numpy array."""
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise DatasetError(f"{path.name}: not an IDX file")
+    dtype = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}.get(raw[2])
+    if dtype is None:
+        raise DatasetError(f"{path.name}: unknown IDX element type {raw[2]:#x}")
+    ndim = raw[3]
+    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    data = np.frombuffer(raw, dtype=dtype, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise DatasetError(f"{path.name}: expected {int(np.prod(dims))} elements, found {data.size}")
+    return data.reshape(dims)
+
+
+def _find_idx(folder: Path, prefix: str, kind: str) -> Path | None:
+    for candidate in sorted(folder.iterdir()):
+        n = candidate.name
+        if n.startswith(prefix) and kind in n and "idx" in n:
+            return candidate
+    return None
+
+
+def _load_idx(spec: str, root: Path, allow_download: bool, seed: int) -> DatasetSplit:
+    folder = Path(spec.split(":", 1)[1]).expanduser()
+    if not folder.is_dir():
+        raise DatasetError(f"idx: folder '{folder}' does not exist")
+    train_x, train_y = _find_idx(folder, "train", "images"), _find_idx(folder, "train", "labels")
+    test_x, test_y = _find_idx(folder, "t10k", "images"), _find_idx(folder, "t10k", "labels")
+    if train_x and train_y:
+        ev = (read_idx(test_x), read_idx(test_y)) if test_x and test_y else (None, None)
+        return _finish(spec, read_idx(train_x), read_idx(train_y), ev[0], ev[1], seed, 0.2)
+    if test_x and test_y:
+        x, y = read_idx(test_x), read_idx(test_y)
+        return _finish(spec, x, y, None, None, seed, len(x) // 5)
+    raise DatasetError(f"idx: no '*-images-idx*' / '*-labels-idx*' pair in '{folder}'")
+
+
+def _load_npz(spec: str, root: Path, allow_download: bool, seed: int) -> DatasetSplit:
+    path = Path(spec.split(":", 1)[1]).expanduser()
+    if not path.is_file():
+        raise DatasetError(f"npz: file '{path}' does not exist")
+    with np.load(path, allow_pickle=False) as f:
+        missing = [k for k in ("x_train", "y_train") if k not in f.files]
+        if missing:
+            raise DatasetError(f"npz: '{path.name}' lacks {missing}; expected x_train, y_train, x_test, y_test")
+        if "x_test" in f.files and "y_test" in f.files:
+            return _finish(spec, f["x_train"], f["y_train"], f["x_test"], f["y_test"], seed)
+        return _finish(spec, f["x_train"], f["y_train"], None, None, seed)
+
+
+def _torchvision(cls_name: str) -> Callable[[str, Path, bool, int], DatasetSplit]:
+    def load(spec: str, root: Path, allow_download: bool, seed: int) -> DatasetSplit:
+        import torchvision.datasets as tvd
+
+        cls = getattr(tvd, cls_name)
+        try:
+            train = cls(str(root), train=True, download=allow_download)
+            test = cls(str(root), train=False, download=allow_download)
+        except RuntimeError as exc:
+            hint = "" if allow_download else " (downloads are off: set NETREDUCE_ALLOW_DOWNLOAD=true)"
+            raise DatasetError(f"{spec}: not found under data root '{root}'{hint}: {exc}") from exc
+        return _finish(
+            spec,
+            np.asarray(train.data),
+            np.asarray(train.targets),
+            np.asarray(test.data),
+            np.asarray(test.targets),
+            seed,
+        )
+
+    return load
+
+
+DATASETS.register("digits", DatasetSource("digits", "scikit-learn 8x8 digits, 1,797 images (offline).", _load_digits))
+DATASETS.register(
+    "mnist", DatasetSource("mnist", "MNIST 28x28 (torchvision, under the data root).", _torchvision("MNIST"))
+)
+DATASETS.register(
+    "fashion-mnist",
+    DatasetSource("fashion-mnist", "Fashion-MNIST 28x28 (torchvision).", _torchvision("FashionMNIST")),
+)
+DATASETS.register("cifar10", DatasetSource("cifar10", "CIFAR-10 32x32x3 (torchvision).", _torchvision("CIFAR10")))
+DATASETS.register(
+    "idx",
+    DatasetSource(
+        "idx", "idx:<folder> — IDX files (train-*/t10k-*); a test split alone is split 80/20.", _load_idx, True
+    ),
+)
+DATASETS.register(
+    "npz",
+    DatasetSource("npz", "npz:<file> — keras layout x_train, y_train[, x_test, y_test].", _load_npz, True),
+)
+
+
+def dataset_path(spec: str) -> Path | None:
+    """The server path a spec names (``idx:``/``npz:``), or None for named data sets."""
+    kind, sep, rest = spec.partition(":")
+    if sep and kind in DATASETS and DATASETS.get(kind).takes_path:
+        return Path(rest).expanduser()
+    return None
+
+
+def load_dataset(spec: str, root: str | Path = "data", allow_download: bool = False, seed: int = 0) -> DatasetSplit:
+    """Load a data set by spec string; same seed => same split."""
+    kind = spec.split(":", 1)[0] if ":" in spec else spec
+    source = DATASETS.get(kind)
+    if source.takes_path and ":" not in spec:
+        raise DatasetError(f"'{kind}' needs a path: '{kind}:<path>'")
+    return source.loader(spec, Path(root), allow_download, seed)

@@ -1,0 +1,276 @@
+"""Run a job: one technique or a chain, fixed or searched, into measured comparison rows.
+
+Search widens the reduction step by step and keeps every trial as a row (``trial=True``). The
+chosen row is the *strongest* reduction whose accuracy drop stays within the budget, not the first
+one that passes; it is returned with ``trial=False`` and its model, ready to store.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+from torch import nn
+
+from compress.layer_spec import ModelSpec
+from compress.measure import Measurement, measure
+from compress.techniques.base import Context, Technique, TechniqueParams, Variant, get_technique
+
+
+class Step(BaseModel):
+    technique: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class VariantRow(BaseModel):
+    label: str
+    technique: str
+    params: dict[str, Any]
+    recipe: list[Step]
+    measurement: Measurement
+    accuracy_drop: float | None = None
+    trial: bool = False
+    strength: float | None = Field(default=None, description="Search position: layers or ratio reached.")
+    seed: int = 0
+    notes: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass
+class RowResult:
+    row: VariantRow
+    model: nn.Module | None
+    spec: ModelSpec
+
+
+class JobInputError(ValueError):
+    """A job's technique or parameters are not acceptable; the message says what would be."""
+
+
+def validate_steps(steps: list[Step]) -> list[tuple[Technique, TechniqueParams]]:
+    """Look up every step's technique and validate its params; search only on the last step."""
+    if not steps:
+        raise JobInputError("a job needs at least one step")
+    out = []
+    for i, step in enumerate(steps):
+        try:
+            tech = get_technique(step.technique)
+        except KeyError as exc:
+            raise JobInputError(str(exc)) from None
+        try:
+            params = tech.params_model.model_validate(step.params)
+        except ValidationError as exc:
+            raise JobInputError(f"step {i + 1} ({step.technique}): {exc}") from None
+        if params.search and i != len(steps) - 1:
+            raise JobInputError(f"step {i + 1} ({step.technique}): only the last step of a chain may search")
+        if params.search and tech.search_axis is None:
+            raise JobInputError(f"technique '{step.technique}' has no search mode")
+        out.append((tech, params))
+    return out
+
+
+def _as_list(result: Variant | list[Variant]) -> list[Variant]:
+    return result if isinstance(result, list) else [result]
+
+
+def _label(steps: list[tuple[Technique, TechniqueParams]], extra: str = "") -> str:
+    return " → ".join(t.name for t, _ in steps) + (f" ({extra})" if extra else "")
+
+
+def _compact(params: TechniqueParams) -> dict[str, Any]:
+    return params.model_dump(mode="json", exclude_defaults=True)
+
+
+class Runner:
+    def __init__(self, ctx: Context, base_measurement: Measurement | None = None, latency_runs: int = 20):
+        self.ctx = ctx
+        self.base_measurement = base_measurement
+        self.latency_runs = latency_runs
+
+    def _measure(self, variant: Variant) -> Measurement:
+        return measure(variant.model, variant.spec, self.ctx.data, size=variant.size, latency_runs=self.latency_runs)
+
+    def _drop(self, m: Measurement) -> float | None:
+        base = self.ctx.base_accuracy
+        return None if base is None or m.accuracy is None else round(base - m.accuracy, 4)
+
+    def _apply_chain(
+        self, model: nn.Module, spec: ModelSpec, steps: list[tuple[Technique, TechniqueParams]], ctx: Context
+    ) -> list[Variant]:
+        variants = [Variant(model, spec)]
+        n = len(steps)
+        for i, (tech, params) in enumerate(steps):
+            sub = ctx.sub(i / n, (i + 1) / n, f"{tech.name}: ")
+            nxt: list[Variant] = []
+            for v in variants:
+                for out in _as_list(tech.apply(v.model, v.spec, params, sub)):
+                    out.notes = {**v.notes, **out.notes}
+                    out.label_suffix = " ".join(s for s in (v.label_suffix, out.label_suffix) if s)
+                    nxt.append(out)
+            variants = nxt
+        return variants
+
+    def run(self, steps: list[Step], model: nn.Module, spec: ModelSpec) -> list[RowResult]:
+        """Run the job's steps on ``model`` (never modified) and return measured rows."""
+        resolved = validate_steps(steps)
+        tech, params = resolved[-1]
+        if params.search:
+            return self._search(resolved, model, spec)
+        variants = self._apply_chain(model, spec, resolved, self.ctx.sub(0.0, 0.9))
+        results = []
+        for v in variants:
+            self.ctx.report(0.92, "measuring")
+            m = self._measure(v)
+            row = VariantRow(
+                label=_label(resolved, v.label_suffix),
+                technique=" → ".join(t.name for t, _ in resolved),
+                params=_compact(params) if len(resolved) == 1 else {},
+                recipe=[Step(technique=t.name, params=_compact(p)) for t, p in resolved],
+                measurement=m,
+                accuracy_drop=self._drop(m),
+                seed=params.seed,
+                notes=v.notes,
+            )
+            results.append(RowResult(row, v.model, v.spec))
+        _add_seed_spread(results)
+        self.ctx.report(1.0, "done")
+        return results
+
+    # -- search ---------------------------------------------------------------------------------
+
+    def _trial(
+        self,
+        resolved: list[tuple[Technique, TechniqueParams]],
+        model: nn.Module,
+        spec: ModelSpec,
+        params: TechniqueParams,
+        strength: float,
+        label: str,
+        ctx: Context,
+    ) -> RowResult:
+        chain = [*resolved[:-1], (resolved[-1][0], params)]
+        variants = self._apply_chain(model, spec, chain, ctx)
+        v = variants[0]
+        m = self._measure(v)
+        row = VariantRow(
+            label=_label(chain, label),
+            technique=" → ".join(t.name for t, _ in chain),
+            params=_compact(params),
+            recipe=[Step(technique=t.name, params=_compact(p)) for t, p in chain],
+            measurement=m,
+            accuracy_drop=self._drop(m),
+            trial=True,
+            strength=strength,
+            seed=params.seed,
+            notes=v.notes,
+        )
+        return RowResult(row, v.model, v.spec)
+
+    def _search(self, resolved: list[tuple[Technique, TechniqueParams]], model: nn.Module, spec: ModelSpec):
+        tech, params = resolved[-1]
+        axis = tech.search_axis
+        assert axis is not None
+        if self.ctx.base_accuracy is None:
+            raise JobInputError("search needs the base model's accuracy")
+        budget = params.max_accuracy_drop
+        trials: list[RowResult] = []
+        best: RowResult | None = None
+
+        def passes(r: RowResult) -> bool:
+            return r.row.accuracy_drop is not None and r.row.accuracy_drop <= budget
+
+        def keep(r: RowResult) -> None:
+            nonlocal best
+            trials.append(r)
+            if passes(r) and (best is None or (r.row.strength or 0) > (best.row.strength or 0)):
+                if best is not None:
+                    best.model = None
+                best = r
+            else:
+                r.model = None
+
+        if axis.kind == "layers":
+            assert axis.eligible is not None
+            eligible = axis.eligible(model, spec, params)
+            if not eligible:
+                raise JobInputError(f"{tech.name}: the model has no eligible layers")
+            n = len(eligible)
+            for k in range(1, n + 1):
+                if self.ctx.cancelled():
+                    break
+                p = params.model_copy(update={"layers": eligible[:k], "search": False})
+                sub = self.ctx.sub((k - 1) / n, k / n, f"trial {k}/{n}: ")
+                r = self._trial(
+                    resolved, model, spec, p, float(k), f"{k} layer{'s' * (k > 1)}: {', '.join(eligible[:k])}", sub
+                )
+                keep(r)
+        else:
+            coarse = list(axis.coarse) or [axis.low + (axis.high - axis.low) * f for f in (0.25, 0.5, 0.75)]
+            coarse = sorted(coarse, reverse=True) if axis.stronger == "lower" else sorted(coarse)
+            total = len(coarse) + axis.bisect_steps
+            step_i = 0
+
+            def run_at(value: float) -> RowResult:
+                nonlocal step_i
+                p = params.model_copy(update={axis.field: round(value, 4), "search": False})
+                sub = self.ctx.sub(step_i / total, (step_i + 1) / total, f"trial {step_i + 1}/{total}: ")
+                step_i += 1
+                strength = value if axis.stronger == "higher" else -value
+                r = self._trial(resolved, model, spec, p, strength, f"{axis.field}={round(value, 4)}", sub)
+                keep(r)
+                return r
+
+            last_pass: float | None = None
+            first_fail: float | None = None
+            for value in coarse:
+                if self.ctx.cancelled():
+                    break
+                r = run_at(value)
+                if passes(r):
+                    last_pass = value
+                else:
+                    first_fail = value
+                    break
+            if first_fail is not None:
+                lo = last_pass if last_pass is not None else (axis.low if axis.stronger == "higher" else axis.high)
+                hi = first_fail
+                for _ in range(axis.bisect_steps):
+                    if self.ctx.cancelled():
+                        break
+                    mid = (lo + hi) / 2
+                    r = run_at(mid)
+                    if passes(r):
+                        lo = mid
+                    else:
+                        hi = mid
+        if best is not None:
+            best.row.trial = False
+            best.row.notes = {**best.row.notes, "chosen_from_trials": len(trials), "budget": budget}
+            best.row.label = f"{best.row.label} [chosen]"
+        else:
+            for t in trials:
+                t.row.notes = {**t.row.notes, "search": f"no trial within {budget} points"}
+        results = trials
+        self.ctx.report(1.0, "done")
+        return results
+
+
+def _add_seed_spread(results: list[RowResult]) -> None:
+    """Several starting points (seeds) of one recipe: note their accuracy mean and std."""
+    accs = [r.row.measurement.accuracy for r in results if r.row.measurement.accuracy is not None]
+    if len(accs) > 1:
+        mean, std = statistics.mean(accs), statistics.stdev(accs)
+        for r in results:
+            r.row.notes = {
+                **r.row.notes,
+                "accuracy_mean": round(mean, 4),
+                "accuracy_std": round(std, 4),
+                "starting_points": len(accs),
+            }
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    """A deep copy for techniques to change (the base model is shared and cached)."""
+    return copy.deepcopy(model)
