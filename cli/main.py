@@ -33,35 +33,30 @@ def _layer_table(m, title: str) -> Table:  # noqa: ANN001
     return t
 
 
+ROW_FIELDS = (
+    "n_params",
+    "bytes",
+    "file_bytes",
+    "macs",
+    "flops",
+    "ops",
+    "sparse_macs",
+    "accuracy",
+    "loss",
+    "eval_samples",
+    "latency_ms_bs1",
+    "latency_ms_bs64",
+    "torch_threads",
+)
+
+
 def _row_table(m, label: str) -> Table:  # noqa: ANN001
-    t = Table(title="comparison row")
-    cols = [
-        "label",
-        "n_params",
-        "bytes",
-        "file_bytes",
-        "macs",
-        "flops",
-        "ops",
-        "sparse_macs",
-        "accuracy",
-        "loss",
-        "latency_ms_bs1",
-        "latency_ms_bs64",
-    ]
-    for c in cols:
-        t.add_column(c, justify="left" if c == "label" else "right")
-    vals = [label] + [
-        (
-            "—"
-            if getattr(m, c) is None
-            else f"{getattr(m, c):,.3f}"
-            if isinstance(getattr(m, c), float)
-            else f"{getattr(m, c):,}"
-        )
-        for c in cols[1:]
-    ]
-    t.add_row(*vals)
+    t = Table(title=label)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for c in ROW_FIELDS:
+        v = getattr(m, c)
+        t.add_row(c, "—" if v is None else f"{v:,.3f}" if isinstance(v, float) else f"{v:,}")
     return t
 
 
