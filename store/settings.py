@@ -1,0 +1,72 @@
+"""Every knob of the service, read once from ``NETREDUCE_*`` environment variables (or ``.env``)."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Defaults give the embedded single-machine setup: SQLite and a server-less broker under ``var/``."""
+
+    model_config = SettingsConfigDict(env_prefix="NETREDUCE_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///var/netreduce.db",
+        description="SQLAlchemy URL of the results database (SQLite file or postgresql+psycopg2://...).",
+    )
+    broker_url: str = Field(
+        default="sqla+sqlite:///var/broker.db",
+        description="Celery broker: kombu's server-less SQLAlchemy transport by default, redis://... in compose.",
+    )
+    broker_visibility_timeout_s: int = Field(
+        default=3600, ge=10, description="Redis: seconds before an unacknowledged message is delivered again."
+    )
+    queue: str = Field(default="netreduce", description="Celery queue the API sends job ids to.")
+    artifact_dir: str = Field(default="var/artifacts", description="Folder for stored .safetensors models.")
+    data_root: str = Field(default="data", description="Folder torchvision data sets (mnist, cifar10...) live in.")
+    data_roots: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["data", "../shared/data"],
+        description="Folders an idx:/npz: data set spec may name (comma-separated or a JSON list).",
+    )
+    allow_download: bool = Field(default=False, description="Let torchvision download missing data sets.")
+    torch_threads: int = Field(default=1, ge=1, le=256, description="torch.set_num_threads in each worker process.")
+    worker_soft_time_limit_s: int = Field(
+        default=1800, ge=1, description="Seconds before a job is asked to stop (fails with reason timeout)."
+    )
+    worker_hard_time_limit_s: int = Field(
+        default=1900, ge=1, description="Seconds before the worker process running a job is killed."
+    )
+    latency_runs: int = Field(default=20, ge=1, le=1000, description="Timed forward passes per latency figure.")
+    calibration_samples: int = Field(default=1000, ge=1, description="Training images used to calibrate int8.")
+    max_attempts: int = Field(default=3, ge=1, le=100, description="Deliveries of one job before it is failed.")
+    progress_interval_s: float = Field(
+        default=0.5, ge=0.0, description="Minimum seconds between progress/heartbeat writes of a running job."
+    )
+    stale_after_s: float = Field(
+        default=120.0, gt=0, description="A running job whose heartbeat is older than this is presumed dead."
+    )
+    cache_models: int = Field(default=4, ge=1, description="Base models (weights) each worker process keeps loaded.")
+    cache_datasets: int = Field(default=2, ge=1, description="Data sets each worker process keeps in memory.")
+    api_token: str | None = Field(default=None, description="Bearer token for mutating endpoints (not enforced yet).")
+    page_limit_max: int = Field(default=500, ge=1, description="Largest page GET /jobs returns.")
+
+    @field_validator("data_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once (tests build their own ``Settings(...)``)."""
+    return Settings()
