@@ -1,0 +1,162 @@
+"""Pareto front of a comparison table: which rows are not beaten on every objective at once.
+
+A row *dominates* another when it is at least as good on every objective and strictly better on at
+least one. The front is the set of rows no other row dominates; with error, size and operations
+pulling in different directions it is the honest short-list, before any weighting is chosen.
+
+Missing values (``None`` or NaN, e.g. latency not measured): an objective is compared for a pair
+of rows only when *both* rows have it. A row missing an objective is therefore neither dominating
+nor dominated on that objective; the remaining objectives decide. A pair with no objective in
+common does not dominate either way. A row with no value on any objective cannot be judged and is
+flagged ``None``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Direction = Literal["max", "min"]
+
+OBJECTIVE_DIRECTIONS: dict[str, Direction] = {
+    "accuracy": "max",
+    "accuracy_drop": "min",
+    "n_params": "min",
+    "bytes": "min",
+    "file_bytes": "min",
+    "macs": "min",
+    "flops": "min",
+    "ops": "min",
+    "sparse_macs": "min",
+    "latency_ms_bs1": "min",
+    "latency_ms_bs64": "min",
+    "size_ratio": "min",
+    "ops_ratio": "min",
+}
+"""Every column that can be an objective, with the only sensible direction: accuracy up, the rest down."""
+
+OBJECTIVE_ALIASES: dict[str, str] = {"size": "bytes", "latency": "latency_ms_bs64"}
+"""Short names accepted in an ``objectives`` string."""
+
+DEFAULT_OBJECTIVES = ("accuracy:max", "bytes:min", "ops:min", "latency_ms_bs64:min")
+
+
+@dataclass(frozen=True)
+class Objective:
+    name: str
+    direction: Direction
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.direction}"
+
+
+ObjectivesArg = str | Sequence[str | Objective]
+
+
+def _valid_names() -> str:
+    aliases = ", ".join(f"{a} (= {n})" for a, n in OBJECTIVE_ALIASES.items())
+    return f"{', '.join(OBJECTIVE_DIRECTIONS)}; aliases: {aliases}"
+
+
+def parse_objectives(objectives: ObjectivesArg = DEFAULT_OBJECTIVES) -> tuple[Objective, ...]:
+    """Parse ``"accuracy,bytes,ops"`` (or a list of names, or ``name:max|min`` items) into objectives.
+
+    Directions are known per column, so a bare name is enough; an explicit direction must agree
+    with the known one (maximising bytes is a typo, not a wish). Duplicates are dropped, order kept.
+    Raises ``ValueError`` naming the accepted columns on an unknown name.
+    """
+    items: list[str | Objective] = (
+        [p for p in (s.strip() for s in objectives.split(",")) if p]
+        if isinstance(objectives, str)
+        else list(objectives)
+    )
+    if not items:
+        raise ValueError(f"no objectives given; choose from: {_valid_names()}")
+    out: list[Objective] = []
+    for item in items:
+        if isinstance(item, Objective):
+            raw_name, raw_dir = item.name, item.direction
+        else:
+            raw_name, _, raw_dir = item.strip().partition(":")
+        name = OBJECTIVE_ALIASES.get(raw_name.strip().lower(), raw_name.strip().lower())
+        if name not in OBJECTIVE_DIRECTIONS:
+            raise ValueError(f"unknown objective '{raw_name.strip()}'; valid objectives: {_valid_names()}")
+        known = OBJECTIVE_DIRECTIONS[name]
+        direction = raw_dir.strip().lower()
+        if direction and direction != known:
+            raise ValueError(f"objective '{name}' is always '{known}' (got '{direction}'); write just '{name}'")
+        obj = Objective(name, known)
+        if obj not in out:
+            out.append(obj)
+    return tuple(out)
+
+
+def objective_value(row: Mapping[str, Any], name: str) -> float | None:
+    """The row's value for ``name`` as a float, or ``None`` when missing, not numeric or NaN."""
+    v = row.get(name)
+    if v is None or isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    f = float(v)
+    return None if math.isnan(f) else f
+
+
+def dominates(a: Mapping[str, Any], b: Mapping[str, Any], objectives: ObjectivesArg = DEFAULT_OBJECTIVES) -> bool:
+    """True when ``a`` is at least as good as ``b`` on every objective both rows have, and strictly
+    better on at least one of them (see the module docstring for missing values)."""
+    return _dominates(a, b, parse_objectives(objectives))
+
+
+def _dominates(a: Mapping[str, Any], b: Mapping[str, Any], objectives: Sequence[Objective]) -> bool:
+    strictly_better = False
+    for obj in objectives:
+        va, vb = objective_value(a, obj.name), objective_value(b, obj.name)
+        if va is None or vb is None:
+            continue
+        if obj.direction == "min":
+            va, vb = -va, -vb
+        if va < vb:
+            return False
+        if va > vb:
+            strictly_better = True
+    return strictly_better
+
+
+def takes_part(row: Mapping[str, Any], include_trials: bool = False) -> bool:
+    """Search trials (``trial=True``) are compared only when asked for; every other row always is."""
+    return include_trials or not row.get("trial", False)
+
+
+def pareto_flags(
+    rows: Sequence[Mapping[str, Any]],
+    objectives: ObjectivesArg = DEFAULT_OBJECTIVES,
+    include_trials: bool = False,
+) -> list[bool | None]:
+    """One flag per row, in order: ``True`` on the front, ``False`` dominated by a row that takes
+    part, ``None`` not judged (a trial while ``include_trials`` is false, or a row with no value on
+    any objective). Excluded rows neither sit on the front nor push others off it.
+
+    O(n^2) pairwise comparison: comparison tables hold tens of rows, not thousands.
+    """
+    objs = parse_objectives(objectives)
+    judged = [takes_part(r, include_trials) and any(objective_value(r, o.name) is not None for o in objs) for r in rows]
+    flags: list[bool | None] = []
+    for i, row in enumerate(rows):
+        if not judged[i]:
+            flags.append(None)
+            continue
+        beaten = any(judged[j] and j != i and _dominates(other, row, objs) for j, other in enumerate(rows))
+        flags.append(not beaten)
+    return flags
+
+
+def annotate_pareto(
+    rows: Sequence[Mapping[str, Any]],
+    objectives: ObjectivesArg = DEFAULT_OBJECTIVES,
+    include_trials: bool = False,
+) -> list[dict[str, Any]]:
+    """Copies of ``rows`` with ``pareto: bool`` added, the shape ``/comparison`` serves: rows that
+    are not judged (see :func:`pareto_flags`) get ``False``, since they are not on the front."""
+    flags = pareto_flags(rows, objectives, include_trials)
+    return [{**row, "pareto": flag is True} for row, flag in zip(rows, flags, strict=True)]
