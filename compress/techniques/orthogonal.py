@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from pydantic import Field
@@ -120,7 +120,8 @@ def orthogonalize(model: nn.Module, layers: list[str], orthogonal_map: str | Non
         out = weight.shape[0]
         holder = nn.Linear(weight.numel() // out, out, bias=False)
         orthogonal(holder, orthogonal_map=orthogonal_map)
-        orth: nn.Module = holder.parametrizations["weight"][0]  # type: ignore[index]
+        plist = cast(nn.ModuleDict, holder.parametrizations)["weight"]
+        orth = cast(nn.ModuleList, plist)[0]
         parametrize.register_parametrization(module, "weight", _MatrixView(orth, weight.shape), unsafe=True)
     return model
 
