@@ -76,10 +76,7 @@ def parse_objectives(objectives: ObjectivesArg = DEFAULT_OBJECTIVES) -> tuple[Ob
         raise ValueError(f"no objectives given; choose from: {_valid_names()}")
     out: list[Objective] = []
     for item in items:
-        if isinstance(item, Objective):
-            raw_name, raw_dir = item.name, item.direction
-        else:
-            raw_name, _, raw_dir = item.strip().partition(":")
+        raw_name, _, raw_dir = str(item).strip().partition(":")
         name = OBJECTIVE_ALIASES.get(raw_name.strip().lower(), raw_name.strip().lower())
         if name not in OBJECTIVE_DIRECTIONS:
             raise ValueError(f"unknown objective '{raw_name.strip()}'; valid objectives: {_valid_names()}")
