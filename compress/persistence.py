@@ -9,11 +9,15 @@ plain tensors are encoded explicitly:
   channel, with the axis in the metadata);
 - tuple (packed params of quantized Linear) -> ``<key>::0``, ``<key>::1``, ...;
 - ``torch.dtype`` / ``None`` / numbers -> metadata only.
+
+The state dict's per-module format versions (``state_dict._metadata``) are kept too: quantized
+modules read their tensors differently by version, and without it they expect an old layout.
 """
 
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,7 @@ from compress.layer_spec import ModelSpec, build_model
 
 _SPEC_KEY = "netreduce_spec"
 _ENTRIES_KEY = "netreduce_entries"
+_VERSIONS_KEY = "netreduce_versions"
 
 
 def _encode(key: str, value: Any, tensors: dict[str, torch.Tensor]) -> dict[str, Any] | None:
@@ -76,10 +81,16 @@ def model_to_bytes(model: nn.Module, spec: ModelSpec) -> bytes:
     """Serialise ``model`` (structure from ``spec``) to safetensors bytes."""
     tensors: dict[str, torch.Tensor] = {}
     entries: dict[str, Any] = {}
-    for key, value in model.state_dict().items():
+    state = model.state_dict()
+    for key, value in state.items():
         info = _encode(key, value, tensors)
         entries[key] = info
-    metadata = {_SPEC_KEY: spec.model_dump_json(), _ENTRIES_KEY: json.dumps(entries)}
+    versions = {prefix: {"version": m.get("version")} for prefix, m in getattr(state, "_metadata", {}).items()}
+    metadata = {
+        _SPEC_KEY: spec.model_dump_json(),
+        _ENTRIES_KEY: json.dumps(entries),
+        _VERSIONS_KEY: json.dumps(versions),
+    }
     return st_save(tensors, metadata=metadata)
 
 
@@ -93,7 +104,8 @@ def model_from_bytes(data: bytes) -> tuple[nn.Module, ModelSpec]:
     spec = ModelSpec.model_validate_json(meta[_SPEC_KEY])
     entries: dict[str, Any] = json.loads(meta.get(_ENTRIES_KEY, "{}"))
     tensors = st_load(data)
-    state = {key: _decode(key, info, tensors) for key, info in entries.items()}
+    state = OrderedDict((key, _decode(key, info, tensors)) for key, info in entries.items())
+    state._metadata = OrderedDict(json.loads(meta.get(_VERSIONS_KEY, "{}")))  # type: ignore[attr-defined]
     model = build_model(spec)
     model.load_state_dict(state)
     model.eval()
