@@ -15,6 +15,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from compress.architectures import get_architecture
 from compress.baseline import resolve_spec, train_baseline
 from compress.datasets import load_dataset
 from compress.training import TrainConfig
@@ -33,7 +34,8 @@ def main() -> None:
     data = load_dataset(f"idx:{args.data}", seed=args.seed)
     spec = resolve_spec("mnist-cnn", data.input_shape, data.num_classes)
     t0 = time.perf_counter()
-    result = train_baseline(spec, data, TrainConfig(epochs=args.epochs, seed=args.seed))
+    cfg = TrainConfig(**{**get_architecture("mnist-cnn").training, "epochs": args.epochs, "seed": args.seed})
+    result = train_baseline(spec, data, cfg)
     wall = time.perf_counter() - t0
     m = result.measurement
     t = Table(title=f"mnist-cnn baseline on {args.data} ({platform.processor() or platform.machine()})")
@@ -43,7 +45,7 @@ def main() -> None:
         str(args.epochs), str(args.threads), f"{m.n_params:,}", f"{m.bytes / 1e6:.2f}", f"{m.macs:,}",
         f"{m.accuracy:.2f}", f"{m.latency_ms_bs1:.2f}", f"{m.latency_ms_bs64:.2f}", f"{wall:.1f}",
     )
-    Console().print(t)
+    Console(width=160).print(t)
 
 
 if __name__ == "__main__":

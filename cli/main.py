@@ -76,7 +76,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     dataset = args.dataset or arch.default_dataset
     data = load_dataset(dataset, root=args.data_root, seed=args.seed)
     spec = resolve_spec(args.model, data.input_shape, max(arch.num_classes, data.num_classes))
-    cfg = TrainConfig(epochs=args.epochs, seed=args.seed, lr=args.lr, batch_size=args.batch_size)
+    given = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
+    cfg = TrainConfig(**{**arch.training, **{k: v for k, v in given.items() if v is not None}, "seed": args.seed})
 
     def progress(frac: float, stage: str) -> None:
         if not args.json:
@@ -129,10 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("baseline", help="train a base model and print its row and per-layer table")
     b.add_argument("--model", default="digits-cnn")
     b.add_argument("--dataset", default=None, help="data set spec (default: the architecture's)")
-    b.add_argument("--epochs", type=int, default=5)
+    b.add_argument("--epochs", type=int, default=None, help="default: the architecture's")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--lr", type=float, default=1e-3)
-    b.add_argument("--batch-size", type=int, default=64)
+    b.add_argument("--lr", type=float, default=None)
+    b.add_argument("--batch-size", type=int, default=None)
     b.add_argument("--threads", type=int, default=0)
     b.add_argument("--data-root", default="data")
     b.add_argument("--save", default=None, help="write the trained model to this .safetensors file")

@@ -8,7 +8,7 @@ compatible data set.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from compress.layer_spec import LayerSpec, ModelSpec, refit_inputs
@@ -23,6 +23,7 @@ class Architecture:
     num_classes: int
     default_dataset: str
     layers: Callable[[tuple[int, int, int], int], list[dict[str, Any]]]
+    training: dict[str, Any] = field(default_factory=dict)
 
     def spec(self, input_shape: tuple[int, int, int] | None = None, num_classes: int | None = None) -> ModelSpec:
         shape = tuple(input_shape or self.input_shape)
@@ -124,6 +125,7 @@ register_architecture(
         10,
         "digits",
         _digits_cnn,
+        {"epochs": 10, "batch_size": 64, "lr": 1e-3},
     )
 )
 register_architecture(
@@ -135,6 +137,7 @@ register_architecture(
         10,
         "idx:../shared/data/mnist",
         _mnist_cnn,
+        {"epochs": 3, "batch_size": 128, "lr": 3e-3},
     )
 )
 register_architecture(
