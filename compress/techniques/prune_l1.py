@@ -56,9 +56,9 @@ class PruneL1Params(TechniqueParams, LayerSelection, FineTune):
         description="'layer': the same fraction in every selected layer; 'global': one threshold over all of them.",
     )
     layer_types: list[Literal["Conv2d", "Linear"]] = Field(
-        default_factory=lambda: ["Conv2d", "Linear"], min_length=1, description="Layer types eligible for pruning."
+        default=["Conv2d", "Linear"], min_length=1, description="Layer types eligible for pruning."
     )
-    top_k: int | None = Field(
+    top_k: int | None = Field(  # type: ignore[assignment]  # LayerSelection's field, default widened to all
         default=None, ge=1, le=1000, description="The k heaviest eligible layers; default: all eligible layers."
     )
     retrain: Literal["keep", "finetune", "reinit"] = Field(
@@ -125,6 +125,13 @@ def sparse_report(model: nn.Module, fmt: str) -> SizeReport:
     return report
 
 
+def tensor_attr(module: nn.Module, name: str) -> torch.Tensor:
+    value = getattr(module, name)
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{type(module).__name__}.{name} is not a tensor")
+    return value
+
+
 def _prune(model: nn.Module, names: list[str], params: PruneL1Params) -> dict[str, torch.Tensor]:
     """Register L1 masks on ``names`` of ``model``; returns a copy of each mask."""
     modules = [model.get_submodule(n) for n in names]
@@ -135,7 +142,7 @@ def _prune(model: nn.Module, names: list[str], params: PruneL1Params) -> dict[st
     else:
         for m in modules:
             prune.l1_unstructured(m, "weight", amount=params.amount)
-    return {n: m.weight_mask.detach().clone() for n, m in zip(names, modules, strict=True)}
+    return {n: tensor_attr(m, "weight_mask").detach().clone() for n, m in zip(names, modules, strict=True)}
 
 
 def _make_permanent(model: nn.Module, names: list[str]) -> None:
@@ -162,7 +169,7 @@ def _sparsity_notes(model: nn.Module, names: list[str], order: list[str]) -> dic
     for name in order:
         if name not in names:
             continue
-        w = model.get_submodule(name).weight.detach()
+        w = tensor_attr(model.get_submodule(name), "weight").detach()
         z = int((w == 0).sum())
         per_layer[name] = round(z / w.numel(), 4)
         zeros += z
