@@ -1,0 +1,103 @@
+"""The comparison table: the baseline row first, then every variant, with ratios against the baseline."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from api.schemas import as_utc
+from store.tables import BASELINE_TECHNIQUE, ResultRow
+
+COLUMNS = (
+    "label",
+    "technique",
+    "params",
+    "n_params",
+    "bytes",
+    "file_bytes",
+    "macs",
+    "flops",
+    "ops",
+    "sparse_macs",
+    "accuracy",
+    "accuracy_drop",
+    "latency_ms_bs1",
+    "latency_ms_bs64",
+    "size_ratio",
+    "ops_ratio",
+    "trial",
+    "job_id",
+    "created_at",
+)
+
+
+def _ratio(value: int | None, base: int | None) -> float | None:
+    if value is None or not base:
+        return None
+    return round(value / base, 6)
+
+
+def compact_json(value: Any) -> str:
+    return json.dumps(value if value is not None else {}, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+def comparison_rows(session: Session, base_model_id: str, include_trials: bool) -> list[dict[str, Any]]:
+    """One dict per row, keys in COLUMNS order; the latest baseline row of the model comes first."""
+    baseline = session.exec(
+        select(ResultRow)
+        .where(ResultRow.base_model_id == base_model_id, ResultRow.technique == BASELINE_TECHNIQUE)
+        .order_by(col(ResultRow.id).desc())
+        .limit(1)
+    ).first()
+    stmt = select(ResultRow).where(ResultRow.base_model_id == base_model_id, ResultRow.technique != BASELINE_TECHNIQUE)
+    if not include_trials:
+        stmt = stmt.where(col(ResultRow.trial).is_(False))
+    variants = list(session.exec(stmt.order_by(col(ResultRow.job_id), col(ResultRow.row_index))))
+    rows = ([baseline] if baseline else []) + variants
+    base_bytes = baseline.bytes if baseline else None
+    base_ops = baseline.ops if baseline else None
+    out = []
+    for r in rows:
+        created = as_utc(r.created_at)
+        out.append(
+            {
+                "label": r.label,
+                "technique": r.technique,
+                "params": compact_json(r.params),
+                "n_params": r.n_params,
+                "bytes": r.bytes,
+                "file_bytes": r.file_bytes,
+                "macs": r.macs,
+                "flops": r.flops,
+                "ops": r.ops,
+                "sparse_macs": r.sparse_macs,
+                "accuracy": r.accuracy,
+                "accuracy_drop": r.accuracy_drop,
+                "latency_ms_bs1": r.latency_ms_bs1,
+                "latency_ms_bs64": r.latency_ms_bs64,
+                "size_ratio": _ratio(r.bytes, base_bytes),
+                "ops_ratio": _ratio(r.ops, base_ops),
+                "trial": r.trial,
+                "job_id": r.job_id,
+                "created_at": created.isoformat() if created else None,
+            }
+        )
+    return out
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    """One header row, no index column; empty cells for missing values, booleans as true/false."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        cells = []
+        for c in COLUMNS:
+            v = row[c]
+            cells.append("" if v is None else ("true" if v is True else "false" if v is False else v))
+        writer.writerow(cells)
+    return buf.getvalue()

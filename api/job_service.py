@@ -1,0 +1,194 @@
+"""Jobs: validate a request into steps, create the row, list, cancel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import HTTPException
+from pydantic import ValidationError
+from sqlalchemy import func, or_, update
+from sqlmodel import Session, col, select
+
+from api.schemas import JobOut, RowOut
+from compress.registry import UnknownNameError
+from compress.runner import JobInputError, Step, validate_steps
+from compress.techniques.base import get_technique, list_techniques
+from store.tables import (
+    JOB_CANCELLED,
+    JOB_QUEUED,
+    JOB_RUNNING,
+    BaseModelRow,
+    Job,
+    ResultRow,
+    utcnow,
+)
+
+_CONSTRAINT_KEYS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "minLength", "maxLength")
+
+
+def _accepted(schema: dict[str, Any], field: str) -> dict[str, Any]:
+    """The accepted values of one params field, read from the technique's JSON schema."""
+    prop = schema.get("properties", {}).get(field)
+    if not prop:
+        return {"fields": sorted(schema.get("properties", {}))}
+    out = {k: prop[k] for k in _CONSTRAINT_KEYS if k in prop}
+    for key in ("anyOf", "allOf"):
+        for sub in prop.get(key, []):
+            out.update({k: sub[k] for k in _CONSTRAINT_KEYS if k in sub})
+    if "type" in prop:
+        out["type"] = prop["type"]
+    if "default" in prop:
+        out["default"] = prop["default"]
+    return out
+
+
+def unprocessable(loc: list[Any], msg: str, type_: str, **extra: Any) -> HTTPException:
+    return HTTPException(422, detail=[{"loc": loc, "msg": msg, "type": type_, **extra}])
+
+
+def validate_job_steps(steps: list[Step], single: bool) -> list[Step]:
+    """Check every step's technique and params; 422 naming the field and what would be accepted."""
+    for i, step in enumerate(steps):
+        base_loc: list[Any] = ["body"] if single else ["body", "steps", i]
+        try:
+            tech = get_technique(step.technique)
+        except UnknownNameError as exc:
+            valid = [t.name for t in list_techniques()]
+            raise unprocessable([*base_loc, "technique"], str(exc), "unknown_technique", valid=valid) from None
+        try:
+            tech.params_model.model_validate(step.params)
+        except ValidationError as exc:
+            schema = tech.params_schema()
+            errors = []
+            for err in exc.errors(include_url=False):
+                field = str(err["loc"][0]) if err["loc"] else ""
+                errors.append(
+                    {
+                        "loc": [*base_loc, "params", *err["loc"]],
+                        "msg": f"{tech.name}: {field}: {err['msg']}" if field else f"{tech.name}: {err['msg']}",
+                        "type": err["type"],
+                        "input": err.get("input") if not isinstance(err.get("input"), dict) else None,
+                        "accepted": _accepted(schema, field),
+                    }
+                )
+            raise HTTPException(422, detail=errors) from None
+    try:
+        validate_steps(steps)
+    except JobInputError as exc:
+        raise unprocessable(["body", "steps" if not single else "params"], str(exc), "invalid_job") from None
+    return steps
+
+
+def existing_model_ids(session: Session, limit: int = 50) -> list[str]:
+    return list(session.exec(select(BaseModelRow.id).order_by(BaseModelRow.created_at).limit(limit)))
+
+
+def require_base_model(session: Session, model_id: str) -> BaseModelRow:
+    base = session.get(BaseModelRow, model_id)
+    if base is None:
+        ids = existing_model_ids(session)
+        raise HTTPException(404, detail=f"unknown base model '{model_id}'; existing: {', '.join(ids) or 'none'}")
+    return base
+
+
+def create_compress_job(session: Session, base_model_id: str, steps: list[Step], max_attempts: int) -> Job:
+    job = Job(
+        kind="compress",
+        base_model_id=base_model_id,
+        technique=" → ".join(s.technique for s in steps),
+        steps=[s.model_dump(mode="json") for s in steps],
+        max_attempts=max_attempts,
+        created_at=utcnow(),
+        updated_at=utcnow(),
+    )
+    session.add(job)
+    session.commit()
+    session.refresh(job)
+    return job
+
+
+def job_rows(session: Session, job_id: int) -> list[ResultRow]:
+    stmt = select(ResultRow).where(ResultRow.job_id == job_id).order_by(col(ResultRow.row_index))
+    return list(session.exec(stmt))
+
+
+def row_out(row: ResultRow) -> RowOut:
+    data = row.model_dump()
+    data["has_artifact"] = row.artifact_path is not None
+    return RowOut.model_validate(data)
+
+
+def job_out(job: Job, rows: list[ResultRow] | None = None) -> JobOut:
+    out = JobOut.model_validate(job.model_dump())
+    if rows is not None:
+        out.rows = [row_out(r) for r in rows]
+    return out
+
+
+def get_job(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise HTTPException(404, detail=f"job {job_id} does not exist")
+    return job
+
+
+def list_jobs(
+    session: Session,
+    status: str | None,
+    base_model_id: str | None,
+    technique: str | None,
+    kind: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[int, list[Job]]:
+    conds = []
+    if status:
+        conds.append(Job.status == status)
+    if base_model_id:
+        conds.append(Job.base_model_id == base_model_id)
+    if kind:
+        conds.append(Job.kind == kind)
+    if technique:  # a chain matches any of its steps
+        conds.append(
+            or_(
+                Job.technique == technique,
+                col(Job.technique).startswith(f"{technique} → ", autoescape=True),
+                col(Job.technique).endswith(f" → {technique}", autoescape=True),
+                col(Job.technique).contains(f" → {technique} → ", autoescape=True),
+            )
+        )
+    total = session.exec(select(func.count()).select_from(Job).where(*conds)).one()
+    jobs = session.exec(select(Job).where(*conds).order_by(col(Job.id).desc()).limit(limit).offset(offset))
+    return int(total), list(jobs)
+
+
+def cancel_job(session: Session, job_id: int) -> tuple[int, Job]:
+    """Queued -> cancelled at once (it will never start); running -> cancel requested; finished -> 409."""
+    now = utcnow()
+    res = session.exec(  # type: ignore[call-overload]
+        update(Job)
+        .where(col(Job.id) == job_id, col(Job.status) == JOB_QUEUED)
+        .values(
+            status=JOB_CANCELLED,
+            cancel_requested=True,
+            stage="cancelled before it started",
+            finished_at=now,
+            updated_at=now,
+        )
+    )
+    code = 200
+    if res.rowcount != 1:
+        res = session.exec(  # type: ignore[call-overload]
+            update(Job)
+            .where(col(Job.id) == job_id, col(Job.status) == JOB_RUNNING)
+            .values(cancel_requested=True, updated_at=now)
+        )
+        code = 202
+        if res.rowcount != 1:
+            session.rollback()
+            job = get_job(session, job_id)
+            raise HTTPException(409, detail=f"job {job_id} has already finished (status '{job.status}')")
+    session.commit()
+    job = get_job(session, job_id)
+    session.refresh(job)
+    return code, job

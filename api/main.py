@@ -1,0 +1,33 @@
+"""The FastAPI app: ``uvicorn api.main:app``. OpenAPI docs at /docs."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from api.routers import catalog, comparison, health, jobs, models
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="netreduce",
+        version="0.1.0",
+        description=(
+            "A model-compression lab: queue compression jobs on a base model, watch them run, and compare "
+            "size, operations, accuracy and latency of every variant (`GET /comparison`, JSON or CSV)."
+        ),
+    )
+    for module in (catalog, models, jobs, comparison, health):
+        app.include_router(module.router)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(DBAPIError)
+    async def database_down(_: Request, exc: Exception) -> JSONResponse:
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        return JSONResponse({"detail": f"database unavailable: {first}"}, status_code=503)
+
+    return app
+
+
+app = create_app()

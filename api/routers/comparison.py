@@ -1,0 +1,42 @@
+"""GET /comparison: one row per variant, baseline first, as JSON or CSV."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import Response
+
+from api.comparison_table import comparison_rows, to_csv
+from api.deps import SessionDep
+from api.job_service import require_base_model
+
+router = APIRouter(tags=["comparison"])
+
+
+@router.get(
+    "/comparison",
+    responses={200: {"content": {"text/csv": {}, "application/json": {}}, "description": "rows, baseline first"}},
+)
+def comparison(
+    session: SessionDep,
+    base_model_id: str = Query(max_length=64, description="GET /models lists them."),
+    format: Literal["json", "csv"] | None = Query(
+        default=None, description="Default: JSON, or CSV for Accept: text/csv."
+    ),
+    include_trials: bool = Query(default=False, description="Also the search trials (trial=true rows)."),
+    accept: str | None = Header(default=None),
+) -> Any:
+    """Columns in this order: label, technique, params, n_params, bytes, file_bytes, macs, flops, ops,
+    sparse_macs, accuracy, accuracy_drop, latency_ms_bs1, latency_ms_bs64, size_ratio, ops_ratio, trial,
+    job_id, created_at. ``params`` is compact JSON; size_ratio = bytes / baseline bytes, ops_ratio = ops /
+    baseline ops. Search trials are left out unless include_trials=true."""
+    require_base_model(session, base_model_id)
+    rows = comparison_rows(session, base_model_id, include_trials)
+    if format == "csv" or (format is None and accept and "text/csv" in accept):
+        return Response(
+            to_csv(rows),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'inline; filename="comparison-{base_model_id}.csv"'},
+        )
+    return rows

@@ -1,0 +1,99 @@
+"""Jobs: submit, watch, list, cancel, download the stored model."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi.responses import FileResponse, JSONResponse
+
+from api.deps import EnqueuerDep, SessionDep, SettingsDep
+from api.job_service import (
+    cancel_job,
+    create_compress_job,
+    get_job,
+    job_out,
+    job_rows,
+    list_jobs,
+    require_base_model,
+    validate_job_steps,
+)
+from api.schemas import JobCreate, JobOut, JobPage, JobStatus
+from store.artifacts import ArtifactStore
+from store.tables import BASELINE_TECHNIQUE, JOB_SUCCEEDED
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+@router.post("", status_code=202, response_model=JobOut)
+def post_job(
+    req: JobCreate, session: SessionDep, settings: SettingsDep, enqueue: EnqueuerDep, response: Response
+) -> JobOut:
+    """Queue one technique or a chain on a base model. The row is committed before its id is queued."""
+    require_base_model(session, req.base_model_id)
+    steps = validate_job_steps(req.as_steps(), single=req.steps is None)
+    job = create_compress_job(session, req.base_model_id, steps, settings.max_attempts)
+    assert job.id is not None
+    try:
+        enqueue(job.id)
+    except Exception as exc:
+        raise HTTPException(503, detail=f"job {job.id} saved as queued, but the broker is unreachable: {exc}") from None
+    response.headers["Location"] = f"/jobs/{job.id}"
+    return job_out(job)
+
+
+@router.get("", response_model=JobPage)
+def get_jobs(
+    session: SessionDep,
+    settings: SettingsDep,
+    status: JobStatus | None = None,
+    base_model_id: str | None = Query(default=None, max_length=64),
+    technique: str | None = Query(default=None, max_length=100),
+    kind: Literal["train", "compress"] | None = None,
+    limit: int = Query(default=50, ge=1, le=500),
+    offset: int = Query(default=0, ge=0),
+) -> JobPage:
+    """Newest first; filter by status, base model, technique (a chain matches any of its steps), kind."""
+    limit = min(limit, settings.page_limit_max)
+    total, jobs = list_jobs(session, status, base_model_id, technique, kind, limit, offset)
+    return JobPage(total=total, limit=limit, offset=offset, items=[job_out(j) for j in jobs])
+
+
+@router.get("/{job_id}", response_model=JobOut)
+def get_job_detail(job_id: int, session: SessionDep) -> JobOut:
+    """Status, progress (0-1), stage, timestamps, error, and the result rows once it has succeeded."""
+    job = get_job(session, job_id)
+    return job_out(job, job_rows(session, job_id))
+
+
+@router.delete("/{job_id}", response_model=JobOut, responses={202: {"model": JobOut}, 409: {}})
+def delete_job(job_id: int, session: SessionDep) -> JSONResponse:
+    """Cancel: a queued job never starts (200); a running one stops at its next progress check (202);
+    a finished one answers 409."""
+    code, job = cancel_job(session, job_id)
+    return JSONResponse(job_out(job).model_dump(mode="json"), status_code=code)
+
+
+@router.get(
+    "/{job_id}/artifact", response_class=FileResponse, responses={200: {"content": {"application/octet-stream": {}}}}
+)
+def get_artifact(job_id: int, session: SessionDep, settings: SettingsDep, row_index: int | None = None) -> FileResponse:
+    """The stored model of a finished job (.safetensors, weights + JSON spec; no pickle)."""
+    job = get_job(session, job_id)
+    if job.status != JOB_SUCCEEDED:
+        raise HTTPException(409, detail=f"job {job_id} is '{job.status}'; its model is stored once it has succeeded")
+    rows = [r for r in job_rows(session, job_id) if r.artifact_path]
+    if row_index is not None:
+        rows = [r for r in rows if r.row_index == row_index]
+    else:
+        rows.sort(key=lambda r: (r.technique == BASELINE_TECHNIQUE, r.row_index))
+    if not rows:
+        which = f"row {row_index} of job {job_id}" if row_index is not None else f"job {job_id}"
+        raise HTTPException(404, detail=f"{which} has no stored model (search trials are not stored)")
+    row = rows[0]
+    path = ArtifactStore(settings.artifact_dir).path(row.artifact_path or "")
+    if not path.is_file():
+        raise HTTPException(404, detail=f"the model file of job {job_id} row {row.row_index} is missing")
+    return FileResponse(
+        path, media_type="application/octet-stream", filename=f"job-{job_id}-row-{row.row_index}.safetensors"
+    )

@@ -1,0 +1,161 @@
+"""Request and response bodies."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
+
+from compress.runner import Step
+from compress.training import TrainConfig
+from store.tables import JOB_STATUSES
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+assert set(JobStatus.__args__) == set(JOB_STATUSES)  # type: ignore[attr-defined]
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class _Times(BaseModel):
+    @field_serializer("*", when_used="json")
+    def _utc(self, value: Any) -> Any:
+        return as_utc(value).isoformat() if isinstance(value, datetime) else value
+
+
+class JobCreate(BaseModel):
+    """One technique (``technique`` + ``params``) or a chain (``steps``) applied to a base model."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"base_model_id": "digits-cnn", "technique": "prune-l1", "params": {"amount": 0.5}},
+                {
+                    "base_model_id": "digits-cnn",
+                    "steps": [
+                        {"technique": "prune-l1", "params": {"amount": 0.5}},
+                        {"technique": "quantize-dynamic", "params": {}},
+                    ],
+                },
+            ]
+        },
+    )
+
+    base_model_id: str = Field(min_length=1, max_length=64, description="GET /models lists them.")
+    technique: str | None = Field(default=None, max_length=100, description="GET /techniques lists them.")
+    params: dict[str, Any] | None = Field(default=None, description="The technique's params (its JSON schema).")
+    steps: list[Step] | None = Field(default=None, min_length=1, max_length=10, description="A chain, in order.")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> JobCreate:
+        if (self.technique is None) == (self.steps is None):
+            raise ValueError("give either 'technique' (with optional 'params') or 'steps', not both or neither")
+        if self.steps is not None and self.params is not None:
+            raise ValueError("'params' goes with 'technique'; in a chain every step has its own 'params'")
+        return self
+
+    def as_steps(self) -> list[Step]:
+        if self.steps is not None:
+            return self.steps
+        return [Step(technique=self.technique or "", params=self.params or {})]
+
+
+class RowOut(_Times):
+    row_index: int
+    label: str
+    technique: str
+    params: dict[str, Any] | None
+    recipe: list[dict[str, Any]] | None
+    n_params: int | None
+    bytes: int | None
+    file_bytes: int | None
+    macs: int | None
+    flops: int | None
+    ops: int | None
+    sparse_macs: int | None
+    accuracy: float | None
+    accuracy_drop: float | None
+    latency_ms_bs1: float | None
+    latency_ms_bs64: float | None
+    trial: bool
+    strength: float | None
+    seed: int
+    notes: dict[str, Any] | None
+    has_artifact: bool
+    created_at: datetime | None
+
+
+class JobOut(_Times):
+    id: int
+    kind: str
+    base_model_id: str
+    technique: str
+    steps: list[dict[str, Any]] | None
+    status: JobStatus
+    progress: float = Field(description="0-1.")
+    stage: str | None
+    error: str | None
+    cancel_requested: bool
+    attempts: int
+    max_attempts: int
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    rows: list[RowOut] | None = Field(default=None, description="Result rows (GET /jobs/{id} only).")
+
+
+class JobPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    items: list[JobOut]
+
+
+class ModelCreate(BaseModel):
+    """A base model: a built-in architecture name or a JSON layer list, a data set spec, how to train."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"name": "my digits cnn", "architecture": "digits-cnn", "dataset": "digits", "training": {"epochs": 5}}
+            ]
+        },
+    )
+
+    name: str = Field(min_length=1, max_length=200)
+    architecture: str | list[dict[str, Any]] = Field(description="GET /architectures, or a layer spec list.")
+    input_shape: tuple[int, int, int] | None = Field(default=None, description="C, H, W (default: the architecture's).")
+    num_classes: int | None = Field(default=None, ge=2, le=100_000)
+    dataset: str = Field(default="digits", min_length=1, max_length=1000, description="GET /datasets lists them.")
+    training: TrainConfig = Field(default_factory=TrainConfig)
+
+
+class ModelOut(_Times):
+    id: str
+    name: str
+    architecture: Any
+    input_shape: list[int] | None
+    num_classes: int | None
+    dataset: str
+    training: dict[str, Any]
+    status: str
+    error: str | None
+    preset: bool
+    training_job_id: int | None
+    created_at: datetime | None
+    baseline: RowOut | None = None
+    layers: list[dict[str, Any]] | None = Field(default=None, description="Per-layer table of the trained model.")
+
+
+class ModelCreated(BaseModel):
+    id: str
+    training_job_id: int
+    status: str
