@@ -301,6 +301,22 @@ def test_chain_orthogonal_then_int8(digits: DatasetSplit, digits_baseline: Basel
     assert torch.equal(loaded(digits.eval_x), result.model(digits.eval_x))
 
 
+def test_chain_separable_then_int8_fuses_the_inner_conv(digits: DatasetSplit, digits_baseline: Baseline) -> None:
+    ctx = _ctx(digits, digits_baseline.model, digits_baseline.spec, digits_baseline.measurement.accuracy)
+    steps = [
+        Step(technique="separable", params={"layers": ["conv2"], "epochs": 0}),
+        Step(technique="quantize-int8", params={}),
+    ]
+    [result] = Runner(ctx, latency_runs=1).run(steps, digits_baseline.model, digits_baseline.spec)
+    model = result.model
+    assert model is not None
+    assert ["conv2.h", "relu2"] in result.spec.transforms[-1]["fused"]
+    assert type(model.get_submodule("conv2.v")) is quantized.Conv2d
+    assert type(model.get_submodule("conv2.h")) is intrinsic.quantized.ConvReLU2d
+    loaded, _ = model_from_bytes(model_to_bytes(model, result.spec))
+    assert torch.equal(loaded(digits.eval_x), model(digits.eval_x))
+
+
 @pytest.mark.skipif("prune-channels" not in TECHNIQUES, reason="prune-channels is not implemented in this tree yet")
 def test_chain_prune_channels_remove_then_int8(digits: DatasetSplit, digits_baseline: Baseline) -> None:
     ctx = _ctx(digits, digits_baseline.model, digits_baseline.spec, digits_baseline.measurement.accuracy)
