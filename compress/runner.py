@@ -214,7 +214,8 @@ class Runner:
 
             def run_at(value: float) -> RowResult:
                 nonlocal step_i
-                p = params.model_copy(update={axis.field: round(value, 4), "search": False})
+                value = round(value, 4)  # the value applied, shown and stored as strength must be one number
+                p = params.model_copy(update={axis.field: value, "search": False})
                 sub = self.ctx.sub(step_i / total, (step_i + 1) / total, f"trial {step_i + 1}/{total}: ")
                 step_i += 1
                 strength = value if axis.stronger == "higher" else -value
