@@ -162,6 +162,8 @@ def eligible_layers(model: nn.Module, spec: ModelSpec, params: OrthogonalParams)
 
 def apply(model: nn.Module, spec: ModelSpec, params: OrthogonalParams, ctx: Context) -> Variant:
     layers = select_layers(model, params, eligible_layers(model, spec, params), "Conv2d/Linear layers")
+    if not layers:
+        raise ValueError("orthogonal: the model has no float Conv2d/Linear layers to make orthogonal")
     ctx.report(0.0, f"orthogonalizing {', '.join(layers)}")
     seed_everything(params.seed)
     new = orthogonalize(copy.deepcopy(model), layers, params.orthogonal_map)
