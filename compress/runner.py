@@ -80,7 +80,11 @@ def _label(steps: list[tuple[Technique, TechniqueParams]], extra: str = "") -> s
 
 
 def _compact(params: TechniqueParams) -> dict[str, Any]:
-    return params.model_dump(mode="json", exclude_defaults=True)
+    """The parameters the user set plus those a search set (even when equal to a default)."""
+    out = params.model_dump(mode="json", exclude_unset=True)
+    if out.get("search") is False:
+        del out["search"]
+    return out
 
 
 class Runner:
