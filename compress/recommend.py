@@ -255,7 +255,7 @@ def recommend(
             details.append("accuracy not measured")
         elif drop > max_accuracy_drop:
             reasons.append("over_budget")
-            details.append(f"accuracy drop {drop:.2f} points > budget {max_accuracy_drop:g}")
+            details.append(f"accuracy drop {drop:.2f} points > budget {max_accuracy_drop:g} points")
         missing = [m for m in metrics if objective_value(row, m) is None]
         if missing or not metrics:
             if "missing_metric" not in reasons:

@@ -69,7 +69,7 @@ def test_exclusions_and_their_reasons() -> None:
         "distill-nolat": ["missing_metric"],
     }
     detail = {e.row.label: e.detail for e in rec.excluded}
-    assert detail["prune-heavy"] == "accuracy drop 3.00 points > budget 1"
+    assert detail["prune-heavy"] == "accuracy drop 3.00 points > budget 1 points"
     assert detail["distill-nolat"] == "no latency_ms_bs64"
     # Under size, the row without latency is a candidate (ranked by bytes: last but baseline).
     size = recommend(TABLE, priority="size")
