@@ -14,6 +14,7 @@ flagged ``None``.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -93,7 +94,7 @@ def parse_objectives(objectives: ObjectivesArg = DEFAULT_OBJECTIVES) -> tuple[Ob
 def objective_value(row: Mapping[str, Any], name: str) -> float | None:
     """The row's value for ``name`` as a float, or ``None`` when missing, not numeric or NaN."""
     v = row.get(name)
-    if v is None or isinstance(v, bool) or not isinstance(v, int | float):
+    if v is None or isinstance(v, bool) or not isinstance(v, numbers.Real):  # Real covers numpy scalars
         return None
     f = float(v)
     return None if math.isnan(f) else f

@@ -113,3 +113,12 @@ def test_nan_counts_as_missing() -> None:
     b = row("b", 96.0, 20, 20, 1.0)
     assert dominates(a, b)  # latency skipped, a wins the rest
     assert pareto_flags([a, b]) == [True, False]
+
+
+def test_numpy_scalars_and_non_numbers() -> None:
+    import numpy as np
+
+    a = row("a", np.float64(97.0), np.int64(10), 10, None)  # type: ignore[arg-type]
+    b = row("b", 96.0, 20, 20, None) | {"ops": "20"}  # a string is not a measurement: ops skipped
+    assert dominates(a, b)  # accuracy and bytes decide
+    assert pareto_flags([a, b]) == [True, False]
