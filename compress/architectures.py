@@ -26,7 +26,7 @@ class Architecture:
     training: dict[str, Any] = field(default_factory=dict)
 
     def spec(self, input_shape: tuple[int, int, int] | None = None, num_classes: int | None = None) -> ModelSpec:
-        shape = tuple(input_shape or self.input_shape)
+        shape = input_shape or self.input_shape
         classes = num_classes or self.num_classes
         layers = [LayerSpec(**layer) for layer in self.layers(shape, classes)]  # type: ignore[arg-type]
         return ModelSpec(input_shape=shape, num_classes=classes, layers=refit_inputs(layers, shape))

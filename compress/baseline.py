@@ -38,7 +38,7 @@ def resolve_spec(
         if len(final) != 1:
             raise SpecError(f"the last layer '{layers[-1].name}' outputs shape {final}; expected (classes,)")
         num_classes = int(final[0])
-    spec = ModelSpec(input_shape=tuple(input_shape), num_classes=num_classes, layers=layers)
+    spec = ModelSpec(input_shape=input_shape, num_classes=num_classes, layers=layers)
     build_model(spec)
     return spec
 

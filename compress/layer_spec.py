@@ -175,7 +175,7 @@ def output_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[
 
 def build_model(spec: ModelSpec) -> nn.Module:
     """Build, shape-check and return the model; applies ``spec.transforms`` (see persistence)."""
-    model = build_layers(spec.layers)
+    model: nn.Module = build_layers(spec.layers)
     final = output_shapes(model, spec.input_shape)[-1][1]
     if final != (spec.num_classes,):
         raise SpecError(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -112,7 +113,7 @@ def count_ops(model: nn.Module, input_shape: tuple[int, ...]) -> OpsReport:
     handles = []
 
     def hook_for(name: str, module: nn.Module):  # noqa: ANN202
-        def hook(mod: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        def hook(mod: Any, inputs: tuple, output: torch.Tensor) -> None:
             out = output[0] if isinstance(output, tuple) else output
             if not isinstance(out, torch.Tensor):
                 return

@@ -155,7 +155,7 @@ def list_techniques() -> list[Technique]:
 def weighted_layers(model: nn.Module, types: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear)) -> list[str]:
     """Names of the model's layers of ``types``, heaviest (most weight elements) first."""
     named = [(n, m) for n, m in model.named_modules() if n and isinstance(m, types)]
-    named.sort(key=lambda nm: -nm[1].weight.numel())
+    named.sort(key=lambda nm: -int(getattr(nm[1], "weight").numel()))  # noqa: B009
     return [n for n, _ in named]
 
 
