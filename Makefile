@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 
 run: setup
-	$(BIN)/netreduce baseline --model digits-cnn --dataset digits --epochs 10
+	$(BIN)/netreduce up
 
 test: setup
 	$(BIN)/ruff check .

@@ -38,6 +38,9 @@ def check_broker(url: str, timeout_s: float = 2.0) -> None:
     """Open a connection to the broker (any kombu transport) or raise."""
     from kombu import Connection
 
+    from worker.celery_app import ensure_broker_folder
+
+    ensure_broker_folder(url)
     with Connection(url, connect_timeout=timeout_s) as conn:
         conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, interval_max=0, timeout=timeout_s)
 

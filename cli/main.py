@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--input-shape", required=True, help="C,H,W")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_measure)
+    from cli.up import add_parser as add_up_parser
+
+    add_up_parser(sub)
     return p
 
 

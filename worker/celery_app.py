@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
@@ -16,8 +17,23 @@ def configure_torch(settings: Settings) -> None:
     torch.set_num_threads(settings.torch_threads)
 
 
+def broker_transport_options(settings: Settings) -> dict[str, Any]:
+    """Redis takes a visibility timeout; the SQLAlchemy transport passes its options to create_engine."""
+    if settings.broker_url.startswith(("redis://", "rediss://")):
+        return {"visibility_timeout": settings.broker_visibility_timeout_s}
+    return {}
+
+
+def ensure_broker_folder(url: str) -> None:
+    """kombu's SQLite broker file lives under var/ by default: create its folder."""
+    prefix = "sqla+sqlite:///"
+    if url.startswith(prefix) and url[len(prefix) :] not in ("", ":memory:"):
+        Path(url[len(prefix) :]).parent.mkdir(parents=True, exist_ok=True)
+
+
 def make_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
+    ensure_broker_folder(settings.broker_url)
     app = Celery("netreduce", broker=settings.broker_url, include=["worker.tasks"])
     app.conf.update(
         task_default_queue=settings.queue,
@@ -31,7 +47,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_s},
+        broker_transport_options=broker_transport_options(settings),
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
         worker_hijack_root_logger=False,
         worker_send_task_events=False,

@@ -1,0 +1,242 @@
+"""``netreduce up``: the embedded single-machine default, no Docker and no Redis.
+
+Migrates the SQLite database, starts the API (uvicorn) and a real Celery worker process (prefork,
+concurrency 1) on kombu's server-less SQLAlchemy broker, waits for /healthz, submits the default
+sweep for the preset model over HTTP, shows progress, prints the comparison table, and keeps the API
+serving until Ctrl-C (or SIGTERM), which cancels this run's unfinished jobs and stops both children.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+PRESET = "digits-cnn"
+
+
+class Child:
+    """A child process in its own session (so the terminal's Ctrl-C reaches only us) logging to a file."""
+
+    def __init__(self, name: str, cmd: list[str], log_path: Path, env: dict[str, str]) -> None:
+        self.name, self.log_path = name, log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+        )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def tail(self, n: int = 20) -> str:
+        try:
+            with self.log_path.open(errors="replace") as f:
+                return "".join(deque(f, maxlen=n))
+        except OSError:
+            return ""
+
+    def signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
+
+    def stop(self, grace_s: float) -> None:
+        """SIGTERM the child (a warm shutdown), wait, then SIGKILL its whole process group (no orphans)."""
+        if self.alive():
+            self.proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=grace_s)
+        self.signal_group(signal.SIGKILL)  # prefork children too, even after the parent exited
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+        self._log.close()
+
+
+def _raise_interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def wait_healthy(client: httpx.Client, children: list[Child], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        for c in children:
+            if not c.alive():
+                raise RuntimeError(f"{c.name} exited with code {c.proc.returncode}:\n{c.tail()}")
+        try:
+            r = client.get("/healthz", timeout=3)
+            if r.status_code == 200:
+                return
+            last = r.text
+        except httpx.HTTPError as exc:
+            last = str(exc)
+        time.sleep(0.5)
+    raise RuntimeError(f"the API did not become healthy in {timeout_s:.0f} s: {last}")
+
+
+def submit_sweep(client: httpx.Client, console: Console, base_model_id: str, quick: bool) -> dict[int, str]:
+    from compress.sweep import default_sweep
+
+    jobs: dict[int, str] = {}
+    for item in default_sweep(quick=quick):
+        r = client.post("/jobs", json={"base_model_id": base_model_id, **item})
+        if r.status_code == 202:
+            jobs[int(r.json()["id"])] = item["technique"]
+        else:
+            console.print(f"[yellow]skipped {item['technique']}: {r.status_code} {r.text[:300]}[/yellow]")
+    return jobs
+
+
+def follow(client: httpx.Client, console: Console, jobs: dict[int, str], children: list[Child]) -> dict[int, Any]:
+    """Show one progress bar per job until every job is finished."""
+    final: dict[int, Any] = {}
+    columns = (TextColumn("{task.description:<18}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
+    with Progress(*columns, TextColumn("{task.fields[stage]}"), console=console) as bars:
+        tasks = {jid: bars.add_task(f"#{jid} {name}", total=1.0, stage="queued") for jid, name in jobs.items()}
+        while len(final) < len(jobs):
+            for c in children:
+                if not c.alive():
+                    raise RuntimeError(f"{c.name} exited with code {c.proc.returncode}:\n{c.tail()}")
+            for jid in jobs:
+                if jid in final:
+                    continue
+                try:
+                    job = client.get(f"/jobs/{jid}", timeout=10).json()
+                except (httpx.HTTPError, ValueError):
+                    continue
+                stage = (job.get("error") or job.get("stage") or job["status"])[:70]
+                bars.update(tasks[jid], completed=job.get("progress") or 0.0, stage=f"{job['status']}: {stage}")
+                if job["status"] in TERMINAL:
+                    final[jid] = job
+            time.sleep(1.0)
+    return final
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:,.3f}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return str(v)
+
+
+def comparison_table(rows: list[dict[str, Any]], base_model_id: str) -> Table:
+    cols = [
+        "label",
+        "n_params",
+        "bytes",
+        "size_ratio",
+        "macs",
+        "ops_ratio",
+        "accuracy",
+        "accuracy_drop",
+        "latency_ms_bs1",
+        "latency_ms_bs64",
+    ]
+    t = Table(title=f"comparison: {base_model_id}")
+    for c in cols:
+        t.add_column(c, justify="left" if c == "label" else "right", overflow="fold")
+    for r in rows:
+        t.add_row(*[_fmt(r.get(c)) for c in cols])
+    return t
+
+
+def cancel_unfinished(client: httpx.Client, jobs: dict[int, str], final: dict[int, Any]) -> None:
+    for jid in jobs:
+        if jid not in final:
+            with contextlib.suppress(httpx.HTTPError):
+                client.delete(f"/jobs/{jid}", timeout=3)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from store.migrate import upgrade_head
+    from store.settings import get_settings
+
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    settings = get_settings()
+    log_dir = Path(args.log_dir)
+    console.print(f"[bold]netreduce up[/bold]: database {settings.database_url}, broker {settings.broker_url}")
+    upgrade_head(settings.database_url)
+    console.print("database migrated (alembic upgrade head)")
+
+    env = dict(os.environ)
+    py = sys.executable
+    api_cmd = [py, "-m", "uvicorn", "api.main:app", "--host", args.host, "--port", str(args.port), "--log-level"]
+    api_cmd.append("warning")
+    worker_cmd = [py, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool=prefork", "--concurrency=1"]
+    worker_cmd += ["-Q", settings.queue, "--loglevel=INFO", "--without-gossip", "--without-mingle"]
+    children: list[Child] = []
+    jobs: dict[int, str] = {}
+    final: dict[int, Any] = {}
+    old = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    base_url = f"http://{args.host}:{args.port}"
+    client = httpx.Client(base_url=base_url, timeout=30)
+    code = 0
+    try:
+        children.append(Child("api", api_cmd, log_dir / "api.log", env))
+        children.append(Child("worker", worker_cmd, log_dir / "worker.log", env))
+        wait_healthy(client, children, args.start_timeout)
+        console.print(f"API at {base_url} (docs: {base_url}/docs); logs in {log_dir}/")
+        if not args.no_sweep:
+            jobs = submit_sweep(client, console, args.model, quick=not args.full)
+            console.print(f"submitted {len(jobs)} job(s) for base model '{args.model}'")
+            final = follow(client, console, jobs, children)
+            for jid, job in sorted(final.items()):
+                if job["status"] != "succeeded":
+                    console.print(f"[red]job {jid} ({jobs[jid]}) {job['status']}: {job.get('error')}[/red]")
+            rows = client.get("/comparison", params={"base_model_id": args.model}).json()
+            console.print(comparison_table(rows, args.model))
+            console.print(f"CSV: {base_url}/comparison?base_model_id={args.model}&format=csv")
+        console.print(f"[green]serving at {base_url}[/green] (docs: {base_url}/docs); Ctrl-C stops")
+        while True:
+            for c in children:
+                if not c.alive():
+                    raise RuntimeError(f"{c.name} exited with code {c.proc.returncode}:\n{c.tail()}")
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        console.print("\nstopping ...")
+    except (RuntimeError, httpx.HTTPError) as exc:
+        console.print(f"[red]netreduce up: {exc}[/red]")
+        code = 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the clean-up
+        try:
+            if any(c.alive() for c in children):
+                cancel_unfinished(client, jobs, final)
+            for c in reversed(children):  # the worker first: it finishes or cancels its job
+                c.stop(grace_s=args.stop_timeout)
+        finally:
+            client.close()
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            for s, handler in old.items():
+                signal.signal(s, handler)
+        console.print("stopped")
+    return code
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("up", help="run the service on this machine (SQLite + server-less broker) and the sweep")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--no-sweep", action="store_true", help="only start the API and the worker")
+    p.add_argument("--full", action="store_true", help="the full sweep (longer fine-tuning) instead of the quick one")
+    p.add_argument("--model", default=PRESET, help="base model id the sweep runs on")
+    p.add_argument("--log-dir", default="var/logs")
+    p.add_argument("--start-timeout", type=float, default=90.0, help="seconds to wait for /healthz")
+    p.add_argument("--stop-timeout", type=float, default=15.0, help="seconds each child gets to stop")
+    p.set_defaults(func=cmd_up)
