@@ -33,6 +33,8 @@ COLUMNS = (
     "job_id",
     "created_at",
 )
+CSV_COLUMNS = (*COLUMNS, "pareto")
+"""What /comparison serves: the issue-4 columns, then the Pareto flag (so the old order stays a prefix)."""
 
 
 def _ratio(value: int | None, base: int | None) -> float | None:
@@ -89,14 +91,14 @@ def comparison_rows(session: Session, base_model_id: str, include_trials: bool) 
     return out
 
 
-def to_csv(rows: list[dict[str, Any]]) -> str:
+def to_csv(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> str:
     """One header row, no index column; empty cells for missing values, booleans as true/false."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow(COLUMNS)
+    writer.writerow(columns)
     for row in rows:
         cells = []
-        for c in COLUMNS:
+        for c in columns:
             v = row[c]
             cells.append("" if v is None else ("true" if v is True else "false" if v is False else v))
         writer.writerow(cells)

@@ -7,9 +7,9 @@ from typing import Any, Literal
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
 
-from api.comparison_table import comparison_rows, to_csv
+from api.comparison_table import CSV_COLUMNS, to_csv
+from api.decision_service import ObjectivesQuery, objectives_or_422, rows_with_front
 from api.deps import SessionDep
-from api.job_service import require_base_model
 
 router = APIRouter(tags=["comparison"])
 
@@ -25,17 +25,19 @@ def comparison(
         default=None, description="Default: JSON, or CSV for Accept: text/csv."
     ),
     include_trials: bool = Query(default=False, description="Also the search trials (trial=true rows)."),
+    objectives: str = ObjectivesQuery,
     accept: str | None = Header(default=None),
 ) -> Any:
     """Columns in this order: label, technique, params, n_params, bytes, file_bytes, macs, flops, ops,
     sparse_macs, accuracy, accuracy_drop, latency_ms_bs1, latency_ms_bs64, size_ratio, ops_ratio, trial,
-    job_id, created_at. ``params`` is compact JSON; size_ratio = bytes / baseline bytes, ops_ratio = ops /
-    baseline ops. Search trials are left out unless include_trials=true."""
-    require_base_model(session, base_model_id)
-    rows = comparison_rows(session, base_model_id, include_trials)
+    job_id, created_at, pareto. ``params`` is compact JSON; size_ratio = bytes / baseline bytes, ops_ratio = ops /
+    baseline ops. Search trials are left out unless include_trials=true (and then take part in the front).
+    ``pareto``: no other row is at least as good on every objective and better on one."""
+    objs = objectives_or_422(objectives)
+    rows = rows_with_front(session, base_model_id, include_trials, objs)
     if format == "csv" or (format is None and accept and "text/csv" in accept):
         return Response(
-            to_csv(rows),
+            to_csv(rows, CSV_COLUMNS),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'inline; filename="comparison-{base_model_id}.csv"'},
         )

@@ -1,0 +1,140 @@
+"""From table to decision: the Pareto front, the recommendation, plots and the report of one base model.
+
+Thin glue between the comparison rows in the database and the pure ``compress`` decision layer
+(``compress.pareto``, ``compress.recommend``, ``compress.plots``, ``compress.report``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from fastapi import HTTPException, Query
+from sqlmodel import Session
+
+from api.comparison_table import comparison_rows
+from api.job_service import require_base_model, unprocessable
+from compress.pareto import (
+    DEFAULT_OBJECTIVES,
+    OBJECTIVE_ALIASES,
+    OBJECTIVE_DIRECTIONS,
+    Objective,
+    annotate_pareto,
+    parse_objectives,
+)
+from compress.plots import layer_plot, tradeoff_plot
+from compress.recommend import Priority, Recommendation, recommend
+from compress.report import render_report
+from store.tables import MODEL_READY, BaseModelRow
+
+PlotFormat = Literal["png", "svg"]
+XAxis = Literal["bytes", "ops", "latency"]
+
+PLOT_MEDIA_TYPES: dict[str, str] = {"png": "image/png", "svg": "image/svg+xml"}
+REPORT_MEDIA_TYPES: dict[str, str] = {"md": "text/markdown; charset=utf-8", "html": "text/html; charset=utf-8"}
+
+DEFAULT_OBJECTIVES_TEXT = ",".join(o.partition(":")[0] for o in DEFAULT_OBJECTIVES)
+
+ObjectivesQuery = Query(
+    default=DEFAULT_OBJECTIVES_TEXT,
+    max_length=500,
+    description=(
+        "Comma-separated columns the Pareto front is computed on; accuracy is maximised, every other one "
+        f"minimised. Valid: {', '.join(OBJECTIVE_DIRECTIONS)}; aliases: "
+        + ", ".join(f"{a} (= {n})" for a, n in OBJECTIVE_ALIASES.items())
+        + "."
+    ),
+)
+BudgetQuery = Query(
+    default=1.0,
+    ge=-100.0,
+    le=100.0,
+    description="Largest accepted accuracy drop versus the baseline, in points of top-1 (negative: must beat it).",
+)
+PriorityQuery = Query(
+    default="size",
+    description="size: fewest bytes; ops: fewest operations; latency: fastest at batch 64; balanced: geometric "
+    "mean of the three ratios to the baseline.",
+)
+
+_plot_lock = threading.Lock()
+"""matplotlib's text and font caches are shared by every figure: draw one plot at a time."""
+
+
+def objectives_or_422(objectives: str) -> tuple[Objective, ...]:
+    """Parse the ``objectives`` query parameter; 422 listing the valid names when it is wrong."""
+    try:
+        return parse_objectives(objectives)
+    except ValueError as exc:
+        raise unprocessable(
+            ["query", "objectives"],
+            str(exc),
+            "invalid_objectives",
+            valid=[*OBJECTIVE_DIRECTIONS, *OBJECTIVE_ALIASES],
+        ) from None
+
+
+def rows_with_front(
+    session: Session,
+    base_model_id: str,
+    include_trials: bool,
+    objectives: Sequence[Objective] | Sequence[str] = DEFAULT_OBJECTIVES,
+) -> list[dict[str, Any]]:
+    """The comparison rows of a base model (404 if unknown), each with ``pareto: bool`` appended."""
+    require_base_model(session, base_model_id)
+    rows = comparison_rows(session, base_model_id, include_trials)
+    return annotate_pareto(rows, objectives, include_trials)
+
+
+def recommendation_for(
+    rows: Sequence[dict[str, Any]],
+    max_accuracy_drop: float,
+    priority: Priority,
+    include_trials: bool,
+    objectives: Sequence[Objective],
+) -> Recommendation:
+    """The recommended row; a budget that excludes every row is an answer (``chosen`` None), not an error."""
+    try:
+        return recommend(rows, max_accuracy_drop, priority, include_trials=include_trials, objectives=objectives)
+    except ValueError as exc:  # a table without its baseline row: nothing to measure against
+        raise HTTPException(409, detail=f"cannot recommend: {exc}") from None
+
+
+def render_tradeoff(rows: Sequence[dict[str, Any]], x: XAxis, fmt: PlotFormat, include_trials: bool) -> bytes:
+    with _plot_lock:
+        return tradeoff_plot(rows, x=x, fmt=fmt, include_trials=include_trials)
+
+
+def render_layers(base: BaseModelRow, fmt: PlotFormat) -> bytes:
+    """Per-layer parameters and MACs of a trained base model; 409 while it is not trained."""
+    layers = (base.baseline or {}).get("layers") if base.status == MODEL_READY else None
+    if not layers:
+        raise HTTPException(
+            409,
+            detail=f"base model '{base.id}' has no per-layer table yet (status '{base.status}'); "
+            "it is measured when the model has been trained",
+        )
+    with _plot_lock:
+        return layer_plot(layers, fmt=fmt, title=f"{base.name}: which layers to reduce first")
+
+
+def render_comparison_report(
+    base: BaseModelRow,
+    rows: Sequence[dict[str, Any]],
+    recommendation: Recommendation,
+    fmt: Literal["md", "html"],
+    x: XAxis,
+    include_trials: bool,
+    objectives: Sequence[Objective],
+) -> str:
+    plot = render_tradeoff(rows, x, "svg", include_trials)
+    return render_report(
+        rows,
+        recommendation,
+        fmt=fmt,
+        plot_svg=plot,
+        objectives=objectives,
+        include_trials=include_trials,
+        title=f"netreduce: which compressed version of '{base.name}' to keep",
+    )
