@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from api.routers import catalog, comparison, health, jobs, models
+from api.routers import catalog, comparison, decision, health, jobs, models
 
 
 def create_app() -> FastAPI:
@@ -18,7 +18,7 @@ def create_app() -> FastAPI:
             "size, operations, accuracy and latency of every variant (`GET /comparison`, JSON or CSV)."
         ),
     )
-    for module in (catalog, models, jobs, comparison, health):
+    for module in (catalog, models, jobs, comparison, decision, health):
         app.include_router(module.router)
 
     @app.exception_handler(OperationalError)
