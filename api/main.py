@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from api.routers import catalog, comparison, decision, health, jobs, models
+from api.routers import catalog, comparison, dashboard, decision, health, jobs, models
 
 
 def create_app() -> FastAPI:
@@ -18,8 +18,9 @@ def create_app() -> FastAPI:
             "size, operations, accuracy and latency of every variant (`GET /comparison`, JSON or CSV)."
         ),
     )
-    for module in (catalog, models, jobs, comparison, decision, health):
+    for module in (catalog, models, jobs, comparison, decision, health, dashboard):
         app.include_router(module.router)
+    dashboard.mount_static(app)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)

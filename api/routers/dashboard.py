@@ -1,0 +1,115 @@
+"""The dashboard at ``/``: one server-rendered page over the JSON API, kept live by a small script.
+
+Everything it loads is served from here (``/static``): no CDN, it works offline. The first render
+already holds the models, jobs, comparison table (front marked) and recommendation; the script then
+polls ``/jobs`` and refreshes the table, plot and recommendation when a job finishes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlmodel import col, select
+
+from api.decision_service import DEFAULT_OBJECTIVES_TEXT, recommendation_for, rows_with_front
+from api.deps import SessionDep
+from api.job_service import job_out, list_jobs
+from compress.techniques.base import list_techniques
+from store.tables import MODEL_READY, PRESET_MODEL_ID, BaseModelRow
+
+API_DIR = Path(__file__).resolve().parents[1]
+STATIC_DIR = API_DIR / "static"
+templates = Jinja2Templates(directory=API_DIR / "templates")
+
+TABLE_COLUMNS: list[dict[str, str]] = [
+    {"key": "pareto", "title": "front", "kind": "front", "help": "on the Pareto front"},
+    {"key": "label", "title": "label", "kind": "text", "help": "technique and the parameters set"},
+    {"key": "technique", "title": "technique", "kind": "text", "help": ""},
+    {"key": "accuracy", "title": "accuracy %", "kind": "fixed2", "help": "top-1 on the evaluation split"},
+    {"key": "accuracy_drop", "title": "drop", "kind": "signed2", "help": "points below the baseline"},
+    {"key": "n_params", "title": "params", "kind": "int", "help": "parameters to store"},
+    {"key": "bytes", "title": "bytes", "kind": "int", "help": "bytes of the parameters at their dtype"},
+    {"key": "size_ratio", "title": "size", "kind": "ratio", "help": "bytes / baseline bytes"},
+    {"key": "macs", "title": "MACs", "kind": "int", "help": "multiply-accumulates per sample"},
+    {"key": "ops", "title": "ops", "kind": "int", "help": "MACs + activation operations per sample"},
+    {"key": "ops_ratio", "title": "ops ×", "kind": "ratio", "help": "ops / baseline ops"},
+    {"key": "latency_ms_bs1", "title": "ms bs1", "kind": "fixed2", "help": "median ms per batch of 1"},
+    {"key": "latency_ms_bs64", "title": "ms bs64", "kind": "fixed2", "help": "median ms per batch of 64"},
+    {"key": "job_id", "title": "job", "kind": "text", "help": ""},
+]
+"""The dashboard's table: a readable subset of /comparison (the CSV has every column)."""
+
+router = APIRouter(include_in_schema=False)
+
+
+def format_cell(value: Any, kind: str) -> str:
+    """The same formats as ``fmt`` in dashboard.js, so the first render and the live one agree."""
+    if kind == "front":
+        return "★" if value else ""
+    if value is None:
+        return "—"
+    if kind == "int":
+        return f"{value:,}"
+    if kind == "fixed2":
+        return f"{value:.2f}"
+    if kind == "signed2":
+        return f"{value:+.2f}"
+    if kind == "ratio":
+        return f"{100 * value:.1f} %"
+    return str(value)
+
+
+templates.env.filters["cell"] = format_cell
+
+
+def mount_static(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+
+def _pick_model(models: list[BaseModelRow], wanted: str | None) -> str | None:
+    """The one asked for, else the first trained model, else the preset, else the first one."""
+    if wanted:
+        return wanted
+    ready = [m.id for m in models if m.status == MODEL_READY]
+    if ready:
+        return ready[0]
+    ids = [m.id for m in models]
+    if PRESET_MODEL_ID in ids:
+        return PRESET_MODEL_ID
+    return ids[0] if ids else None
+
+
+@router.get("/", response_class=HTMLResponse)
+def dashboard(
+    request: Request, session: SessionDep, model: str | None = Query(default=None, max_length=64)
+) -> HTMLResponse:
+    models = list(session.exec(select(BaseModelRow).order_by(col(BaseModelRow.created_at))))
+    selected = _pick_model(models, model)
+    selected_model = next((m for m in models if m.id == selected), None)
+    known = selected_model is not None
+    rows: list[dict[str, Any]] = []
+    rec = None
+    if known:
+        assert selected is not None
+        rows = rows_with_front(session, selected, include_trials=False)
+        if rows:
+            rec = recommendation_for(rows, 1.0, "size", False, DEFAULT_OBJECTIVES_TEXT.split(","))
+    _, jobs = list_jobs(session, None, None, None, None, 15, 0)
+    context = {
+        "models": models,
+        "selected": selected,
+        "selected_model": selected_model,
+        "known": known,
+        "rows": rows,
+        "columns": TABLE_COLUMNS,
+        "rec": rec,
+        "jobs": [job_out(j).model_dump(mode="json") for j in jobs],
+        "techniques": [t.name for t in list_techniques()],
+        "objectives": DEFAULT_OBJECTIVES_TEXT,
+    }
+    return templates.TemplateResponse(request, "dashboard.html", context)
