@@ -43,7 +43,12 @@ class Settings(BaseSettings):
     )
     latency_runs: int = Field(default=20, ge=1, le=1000, description="Timed forward passes per latency figure.")
     calibration_samples: int = Field(default=1000, ge=1, description="Training images used to calibrate int8.")
-    max_attempts: int = Field(default=3, ge=1, le=100, description="Deliveries of one job before it is failed.")
+    max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Attempts a job gets (stored on the job; a reaper fails it after that many).",
+    )
     progress_interval_s: float = Field(
         default=0.5, ge=0.0, description="Minimum seconds between progress/heartbeat writes of a running job."
     )
