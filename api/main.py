@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 
 from api.routers import catalog, comparison, dashboard, decision, health, jobs, models
 
@@ -27,6 +27,11 @@ def create_app() -> FastAPI:
     async def database_down(_: Request, exc: Exception) -> JSONResponse:
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         return JSONResponse({"detail": f"database unavailable: {first}"}, status_code=503)
+
+    @app.exception_handler(DataError)
+    async def value_refused(_: Request, exc: Exception) -> JSONResponse:
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        return JSONResponse({"detail": f"a value was refused by the database: {first}"}, status_code=422)
 
     return app
 
