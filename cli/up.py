@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -69,6 +70,16 @@ def _raise_interrupt(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def port_free(host: str, port: int) -> bool:
+    """Nothing listens on host:port (otherwise /healthz would answer for another server)."""
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def wait_healthy(client: httpx.Client, children: list[Child], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     last = ""
@@ -87,16 +98,29 @@ def wait_healthy(client: httpx.Client, children: list[Child], timeout_s: float) 
     raise RuntimeError(f"the API did not become healthy in {timeout_s:.0f} s: {last}")
 
 
-def submit_sweep(client: httpx.Client, console: Console, base_model_id: str, quick: bool) -> dict[int, str]:
+def submit_sweep(
+    client: httpx.Client, console: Console, base_model_id: str, quick: bool, again: bool = False
+) -> dict[int, str]:
+    """Post one job per sweep technique; one that already succeeded (a previous run) is not posted again."""
     from compress.sweep import default_sweep
 
+    done: set[str] = set()
+    if not again:
+        page = client.get(
+            "/jobs", params={"base_model_id": base_model_id, "status": "succeeded", "kind": "compress", "limit": 500}
+        ).json()
+        done = {j["technique"] for j in page.get("items", [])}
     jobs: dict[int, str] = {}
     for item in default_sweep(quick=quick):
+        if item["technique"] in done:
+            continue
         r = client.post("/jobs", json={"base_model_id": base_model_id, **item})
         if r.status_code == 202:
             jobs[int(r.json()["id"])] = item["technique"]
         else:
             console.print(f"[yellow]skipped {item['technique']}: {r.status_code} {r.text[:300]}[/yellow]")
+    if done:
+        console.print(f"already in the table from an earlier run: {', '.join(sorted(done))} (--again reruns them)")
     return jobs
 
 
@@ -170,6 +194,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     console = Console() if sys.stdout.isatty() else Console(width=160)
     settings = get_settings()
     log_dir = Path(args.log_dir)
+    if not port_free(args.host, args.port):
+        console.print(f"[red]netreduce up: {args.host}:{args.port} is already in use; pick another with --port[/red]")
+        return 1
     console.print(f"[bold]netreduce up[/bold]: database {settings.database_url}, broker {settings.broker_url}")
     upgrade_head(settings.database_url)
     console.print("database migrated (alembic upgrade head)")
@@ -193,7 +220,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         wait_healthy(client, children, args.start_timeout)
         console.print(f"API at {base_url} (docs: {base_url}/docs); logs in {log_dir}/")
         if not args.no_sweep:
-            jobs = submit_sweep(client, console, args.model, quick=not args.full)
+            jobs = submit_sweep(client, console, args.model, quick=not args.full, again=args.again)
             console.print(f"submitted {len(jobs)} job(s) for base model '{args.model}'")
             final = follow(client, console, jobs, children)
             for jid, job in sorted(final.items()):
@@ -235,6 +262,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--no-sweep", action="store_true", help="only start the API and the worker")
     p.add_argument("--full", action="store_true", help="the full sweep (longer fine-tuning) instead of the quick one")
+    p.add_argument("--again", action="store_true", help="rerun sweep techniques that already succeeded")
     p.add_argument("--model", default=PRESET, help="base model id the sweep runs on")
     p.add_argument("--log-dir", default="var/logs")
     p.add_argument("--start-timeout", type=float, default=90.0, help="seconds to wait for /healthz")

@@ -52,3 +52,20 @@ def test_netreduce_up_serves_the_flow_and_stops_cleanly(procs: list[Proc], tmp_p
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{base_url}/healthz", timeout=2)
     assert "stopped" in up.tail()
+
+
+def test_up_refuses_a_port_in_use(tmp_path: Path) -> None:
+    """Another server on the port would answer /healthz for us: refuse before starting anything."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        env = child_env()
+        out = subprocess.run(
+            [sys.executable, "-m", "cli.main", "up", "--port", str(port)],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert out.returncode == 1 and "already in use" in out.stdout
+    assert not (tmp_path / "var").exists()
