@@ -29,10 +29,10 @@ templates = Jinja2Templates(directory=API_DIR / "templates")
 TABLE_COLUMNS: list[dict[str, str]] = [
     {"key": "pareto", "title": "front", "kind": "front", "help": "on the Pareto front"},
     {"key": "label", "title": "label", "kind": "text", "help": "technique and the parameters set"},
-    {"key": "technique", "title": "technique", "kind": "text", "help": ""},
+    {"key": "params", "title": "params", "kind": "params", "help": "what the user or the search set"},
     {"key": "accuracy", "title": "accuracy %", "kind": "fixed2", "help": "top-1 on the evaluation split"},
     {"key": "accuracy_drop", "title": "drop", "kind": "signed2", "help": "points below the baseline"},
-    {"key": "n_params", "title": "params", "kind": "int", "help": "parameters to store"},
+    {"key": "n_params", "title": "weights", "kind": "int", "help": "parameters to store"},
     {"key": "bytes", "title": "bytes", "kind": "int", "help": "bytes of the parameters at their dtype"},
     {"key": "size_ratio", "title": "size", "kind": "ratio", "help": "bytes / baseline bytes"},
     {"key": "macs", "title": "MACs", "kind": "int", "help": "multiply-accumulates per sample"},
@@ -42,7 +42,8 @@ TABLE_COLUMNS: list[dict[str, str]] = [
     {"key": "latency_ms_bs64", "title": "ms bs64", "kind": "fixed2", "help": "median ms per batch of 64"},
     {"key": "job_id", "title": "job", "kind": "text", "help": ""},
 ]
-"""The dashboard's table: a readable subset of /comparison (the CSV has every column)."""
+"""The dashboard's table: a readable subset of /comparison (the CSV has every column; labels start with the
+technique)."""
 
 router = APIRouter(include_in_schema=False)
 
@@ -61,6 +62,8 @@ def format_cell(value: Any, kind: str) -> str:
         return f"{value:+.2f}"
     if kind == "ratio":
         return f"{100 * value:.1f} %"
+    if kind == "params":
+        return "" if value == "{}" else str(value)
     return str(value)
 
 

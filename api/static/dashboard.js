@@ -34,6 +34,7 @@ function fmt(value, kind) {
   if (kind === "fixed2") return Number(value).toFixed(2);
   if (kind === "signed2") return (value >= 0 ? "+" : "") + Number(value).toFixed(2);
   if (kind === "ratio") return (100 * value).toFixed(1) + " %";
+  if (kind === "params") return value === "{}" ? "" : String(value);
   return String(value);
 }
 
@@ -117,7 +118,7 @@ function renderTable() {
   body.replaceChildren(...rows.map(({ r }) => {
     const cls = [r.pareto && "pareto", r.technique === "baseline" && "baseline", rowKey(r) === state.chosen && "chosen"];
     return el("tr", { class: cls.filter(Boolean).join(" ") },
-      ...boot.columns.map((c) => el("td", { class: `k-${c.kind}`, title: c.key === "label" ? r.params : null, text: fmt(r[c.key], c.kind) })));
+      ...boot.columns.map((c) => el("td", { class: `k-${c.kind}`, title: c.key === "params" ? r.params : null, text: fmt(r[c.key], c.kind) })));
   }));
   for (const th of document.querySelectorAll("#comparison-table th")) {
     th.classList.toggle("sorted-asc", th.dataset.key === state.sortKey && state.sortDir === 1);
