@@ -192,8 +192,12 @@ def test_waits_for_the_job_training_the_base_model(engine: Engine, settings: Set
     result: list[str] = []
     t = threading.Thread(target=lambda: result.append(execute_job(waiter, engine, settings)))
     t.start()
-    time.sleep(1.5)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and "waiting for job" not in (job(engine, waiter).stage or ""):
+        time.sleep(0.05)
+    time.sleep(0.5)  # still waiting, not training the model itself
     assert t.is_alive() and "waiting for job" in (job(engine, waiter).stage or "")
+    assert base(engine, mid).training_job_id == trainer
     run = JobExecution(engine, settings, trainer, token, JobReporter(engine, trainer, token, 0.0))
     run.run_train(job(engine, trainer).model_dump())
     t.join(timeout=60)
