@@ -1,7 +1,8 @@
 """``netreduce`` command line.
 
 Library commands (no server): ``baseline`` trains a base model and prints its row and per-layer
-table; ``measure`` counts size and operations of a JSON layer spec without training.
+table; ``measure`` counts size and operations of a JSON layer spec without training. ``up`` runs the
+service on this machine; ``submit``, ``status``, ``comparison`` and ``recommend`` talk to a running API.
 """
 
 from __future__ import annotations
@@ -144,9 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--input-shape", required=True, help="C,H,W")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_measure)
+    from cli.client import add_parsers as add_client_parsers
     from cli.up import add_parser as add_up_parser
 
     add_up_parser(sub)
+    add_client_parsers(sub)
     return p
 
 
