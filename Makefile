@@ -17,6 +17,7 @@ run: setup
 	$(BIN)/netreduce up
 
 test: setup
+	bash tests/e2e/ensure_chromium.sh
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
