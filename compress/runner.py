@@ -8,6 +8,7 @@ one that passes; it is returned with ``trial=False`` and its model, ready to sto
 from __future__ import annotations
 
 import copy
+import json
 import statistics
 from dataclasses import dataclass
 from typing import Any
@@ -75,8 +76,22 @@ def _as_list(result: Variant | list[Variant]) -> list[Variant]:
     return result if isinstance(result, list) else [result]
 
 
-def _label(steps: list[tuple[Technique, TechniqueParams]], extra: str = "") -> str:
-    return " → ".join(t.name for t, _ in steps) + (f" ({extra})" if extra else "")
+_NOT_IN_LABEL = {"search", "max_accuracy_drop"}
+
+
+def _step_label(tech: Technique, params: TechniqueParams) -> str:
+    """``prune-l1 amount=0.5 scope=global``: the technique and the parameters that were set."""
+    shown = {k: v for k, v in _compact(params).items() if k not in _NOT_IN_LABEL}
+    parts = [
+        f"{k}={json.dumps(v, separators=(',', ':')) if isinstance(v, list | dict) else v}" for k, v in shown.items()
+    ]
+    text = " ".join([tech.name, *parts])
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def _label(steps: list[tuple[Technique, TechniqueParams]], extra: str = "", with_params: bool = False) -> str:
+    names = [_step_label(t, p) if with_params else t.name for t, p in steps]
+    return " → ".join(names) + (f" ({extra})" if extra else "")
 
 
 def _compact(params: TechniqueParams) -> dict[str, Any]:
@@ -128,7 +143,7 @@ class Runner:
             self.ctx.report(0.92, "measuring")
             m = self._measure(v)
             row = VariantRow(
-                label=_label(resolved, v.label_suffix),
+                label=_label(resolved, v.label_suffix, with_params=True),
                 technique=" → ".join(t.name for t, _ in resolved),
                 params=_compact(params) if len(resolved) == 1 else {},
                 recipe=[Step(technique=t.name, params=_compact(p)) for t, p in resolved],
@@ -156,10 +171,11 @@ class Runner:
     ) -> RowResult:
         chain = [*resolved[:-1], (resolved[-1][0], params)]
         variants = self._apply_chain(model, spec, chain, ctx)
+        head = _label(chain[:-1], with_params=True) + " → " if len(chain) > 1 else ""
         v = variants[0]
         m = self._measure(v)
         row = VariantRow(
-            label=_label(chain, label),
+            label=head + _label(chain[-1:], label),
             technique=" → ".join(t.name for t, _ in chain),
             params=_compact(params),
             recipe=[Step(technique=t.name, params=_compact(p)) for t, p in chain],

@@ -91,7 +91,8 @@ def test_keep_finetune_reinit_give_different_rows(digits, digits_baseline):
 
 def test_reinit_seeds_give_one_row_each_with_mean_and_std(digits, digits_baseline):
     results = _run(digits, digits_baseline, amount=0.7, retrain="reinit", seeds=[1, 2, 3], epochs=3)
-    assert [r.row.label for r in results] == ["prune-l1 (seed=1)", "prune-l1 (seed=2)", "prune-l1 (seed=3)"]
+    head = "prune-l1 epochs=3 amount=0.7 retrain=reinit seeds=[1,2,3]"
+    assert [r.row.label for r in results] == [f"{head} (seed={s})" for s in (1, 2, 3)]
     accs = [r.row.measurement.accuracy for r in results]
     assert len(set(accs)) > 1  # different starting points
     for r in results:

@@ -132,7 +132,7 @@ def test_both_backends_run_and_stay_within_one_point(
     assert m.latency_ms_bs1 is not None and m.latency_ms_bs64 is not None
     assert m.bytes == _expected_int8_bytes(per_channel=backend == "fbgemm")
     weights = "per-channel" if backend == "fbgemm" else "per-tensor"
-    assert result.row.label == f"quantize-int8 ({backend}, {weights}, histogram)"
+    assert result.row.label == f"quantize-int8 backend={backend} ({backend}, {weights}, histogram)"
     assert result.spec.transforms[-1]["backend"] == backend
     assert torch.backends.quantized.engine == engine  # measuring did not leave the engine switched
 
