@@ -6,7 +6,7 @@ import json
 from functools import lru_cache
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -24,7 +24,7 @@ class Settings(BaseSettings):
         description="Celery broker: kombu's server-less SQLAlchemy transport by default, redis://... in compose.",
     )
     broker_visibility_timeout_s: int = Field(
-        default=3600, ge=10, description="Redis: seconds before an unacknowledged message is delivered again."
+        default=3600, ge=1, description="Redis: seconds before an unacknowledged message is delivered again."
     )
     queue: str = Field(default="netreduce", description="Celery queue the API sends job ids to.")
     artifact_dir: str = Field(default="var/artifacts", description="Folder for stored .safetensors models.")
@@ -55,6 +55,22 @@ class Settings(BaseSettings):
     stale_after_s: float = Field(
         default=120.0, gt=0, description="A running job whose heartbeat is older than this is presumed dead."
     )
+    heartbeat_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds between heartbeat writes of a running job (a thread, so long silent phases stay alive).",
+    )
+    reaper_interval_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds between two passes of each worker's reaper and reconciler (0 turns them off).",
+    )
+    requeue_after_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="A queued job not claimed this long after its id was last sent is sent again (reconciler).",
+    )
+    work_dir: str = Field(default="var/work", description="Folder of the per-job temporary folders (always removed).")
     cache_models: int = Field(default=4, ge=1, description="Base models (weights) each worker process keeps loaded.")
     cache_datasets: int = Field(default=2, ge=1, description="Data sets each worker process keeps in memory.")
     api_token: str | None = Field(default=None, description="Bearer token for mutating endpoints (not enforced yet).")
@@ -69,6 +85,15 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _heartbeat_beats_staleness(self) -> Settings:
+        if self.heartbeat_interval_s >= self.stale_after_s:
+            raise ValueError(
+                f"heartbeat_interval_s ({self.heartbeat_interval_s}) must be below stale_after_s "
+                f"({self.stale_after_s}), or every running job would look dead"
+            )
+        return self
 
 
 @lru_cache

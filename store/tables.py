@@ -19,6 +19,15 @@ JOB_QUEUED, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED = (
 )
 JOB_STATUSES = (JOB_QUEUED, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED)
 TERMINAL_STATUSES = frozenset({JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED})
+ACTIVE_STATUSES = frozenset({JOB_QUEUED, JOB_RUNNING})
+JOB_TRANSITIONS: dict[str, frozenset[str]] = {
+    # a worker's claim (conditional update), or a cancel before it started
+    JOB_QUEUED: frozenset({JOB_RUNNING, JOB_CANCELLED}),
+    # its worker's final write; or the reaper: back to queued (worker lost), failed (lost max_attempts times)
+    JOB_RUNNING: frozenset({JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED, JOB_QUEUED}),
+    **{s: frozenset() for s in TERMINAL_STATUSES},
+}
+"""The job life cycle in one place: every status change in the code is one of these (tests check it)."""
 JOB_KINDS = ("train", "compress")
 
 MODEL_UNTRAINED, MODEL_TRAINING, MODEL_READY, MODEL_FAILED = "untrained", "training", "ready", "failed"
@@ -81,6 +90,7 @@ class Job(SQLModel, table=True):
     lease_token: str | None = Field(default=None, max_length=64)
     heartbeat_at: datetime | None = _ts()
     created_at: datetime | None = _ts(nullable=False)
+    enqueued_at: datetime | None = _ts()  # its id last sent to the queue by the reaper/reconciler (NULL: at creation)
     started_at: datetime | None = _ts()
     finished_at: datetime | None = _ts()
     updated_at: datetime | None = _ts()

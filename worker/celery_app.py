@@ -1,4 +1,9 @@
-"""The Celery app. The broker only delivers job ids; the database is the truth, so no result backend."""
+"""The Celery app. The broker only delivers job ids; the database is the truth, so no result backend.
+
+Each worker's main process also runs the reaper and the reconciler (``worker.reaper``) in a thread,
+started on ``worker_ready``: a scaled-out deployment has one per worker, which is safe because every
+change they make is a conditional update.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from store.settings import Settings, get_settings
+from worker import test_hooks
 
 
 def configure_torch(settings: Settings) -> None:
@@ -18,9 +24,20 @@ def configure_torch(settings: Settings) -> None:
 
 
 def broker_transport_options(settings: Settings) -> dict[str, Any]:
-    """Redis takes a visibility timeout; the SQLAlchemy transport passes its options to create_engine."""
+    """Redis: the visibility timeout, and a sweep for unacknowledged messages often enough to honour it.
+
+    kombu looks for messages to deliver again every ``unacked_restore_interval`` x
+    ``unacked_restore_throttle`` seconds (100 s by default), whatever the visibility timeout. The
+    SQLAlchemy transport passes its options to ``create_engine``: SQLite gets a 30 s busy timeout.
+    """
     if settings.broker_url.startswith(("redis://", "rediss://")):
-        return {"visibility_timeout": settings.broker_visibility_timeout_s}
+        return {
+            "visibility_timeout": settings.broker_visibility_timeout_s,
+            "unacked_restore_interval": max(1, min(10, settings.broker_visibility_timeout_s // 2)),
+            "unacked_restore_throttle": 1,
+        }
+    if settings.broker_url.startswith("sqla+sqlite"):
+        return {"connect_args": {"timeout": 30}}
     return {}
 
 
@@ -57,8 +74,30 @@ def make_celery(settings: Settings | None = None) -> Celery:
 
 celery_app = make_celery()
 app = celery_app  # `celery -A worker.celery_app` finds `app`
+test_hooks.register_if_enabled()
+
+
+def enqueue_job(job_id: int) -> None:
+    """Send a job id to the workers (the reaper and the reconciler use this)."""
+    celery_app.send_task("netreduce.run_job", args=[job_id], queue=get_settings().queue)
 
 
 @worker_process_init.connect
 def _init_process(**_: Any) -> None:
+    """In each pool process: torch's threads. (The main process opens no pooled database connection a
+    child could inherit: its sweeper thread connects per pass, without a pool.)"""
     configure_torch(get_settings())
+
+
+@worker_ready.connect
+def _start_sweeper(**_: Any) -> None:
+    from worker.reaper import start_sweeper
+
+    start_sweeper(get_settings(), enqueue_job)
+
+
+@worker_shutdown.connect
+def _stop_sweeper(**_: Any) -> None:
+    from worker.reaper import stop_sweeper
+
+    stop_sweeper()

@@ -1,17 +1,25 @@
 """What one job does, outside Celery so tests can call it in-process.
 
 Claim the job (a conditional update from ``queued``), make sure its base model is trained, run the
-compress library with a progress callback that writes progress, stage and heartbeat, then write
-every result row and the job's final state in one transaction guarded by the lease token.
+compress library with a progress callback that writes progress and stage, then write every result
+row and the job's final state in one transaction guarded by the lease token. While it runs, a
+heartbeat thread stamps ``heartbeat_at`` every ``heartbeat_interval_s`` (so a long phase without
+progress, a latency measurement or a long evaluation, never looks dead to the reaper), and the job
+works in a temporary folder of its own that is removed however it ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
+import tempfile
+import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -22,16 +30,18 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from compress.baseline import resolve_spec, train_baseline
+from compress.baseline import Baseline, resolve_spec, train_baseline
 from compress.datasets import DatasetError, DatasetSplit
 from compress.layer_spec import ModelSpec, SpecError
-from compress.measure import Measurement
+from compress.measure import Measurement, measure
+from compress.persistence import load_model
 from compress.registry import UnknownNameError
 from compress.runner import JobInputError, RowResult, Runner, Step
 from compress.techniques.base import Context
 from compress.training import Cancelled, TrainConfig, TrainingError
 from store.artifacts import ArtifactStore
 from store.data_roots import DataRootError, resolve_dataset_spec
+from store.db import write
 from store.settings import Settings
 from store.tables import (
     BASELINE_TECHNIQUE,
@@ -66,26 +76,98 @@ class JobFailed(RuntimeError):
 
 
 def claim(engine: Engine, job_id: int) -> str | None:
-    """Atomically move a queued job to running; the new lease token, or None when it was not queued."""
+    """Atomically move a queued job to running; the new lease token, or None when it was not queued.
+
+    Only ``queued`` can be claimed: a message delivered again for a job that is running (its lease
+    alive or not) is a no-op. A job whose worker died goes back to ``queued`` only through the reaper
+    (``worker.reaper``), which counts the lost attempt; this claim then counts the new one.
+    """
     token = uuid.uuid4().hex
     now = utcnow()
-    with engine.begin() as conn:
-        res = conn.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.status == JOB_QUEUED)
-            .values(
-                status=JOB_RUNNING,
-                lease_token=token,
-                attempts=Job.attempts + 1,
-                started_at=now,
-                heartbeat_at=now,
-                updated_at=now,
-                progress=0.0,
-                stage="starting",
-                error=None,
-            )
+    stmt = (
+        update(Job)
+        .where(Job.id == job_id, Job.status == JOB_QUEUED)
+        .values(
+            status=JOB_RUNNING,
+            lease_token=token,
+            attempts=Job.attempts + 1,
+            started_at=now,
+            heartbeat_at=now,
+            updated_at=now,
+            progress=0.0,
+            stage="starting",
+            error=None,
         )
-    return token if res.rowcount == 1 else None
+    )
+    rowcount = write(engine, lambda conn: conn.execute(stmt).rowcount)
+    return token if rowcount == 1 else None
+
+
+class Heartbeat:
+    """A daemon thread that stamps the job's ``heartbeat_at`` every ``interval_s`` while it runs.
+
+    The write is guarded by the lease token: once the job is no longer ours (the reaper gave it to
+    another worker, or it was cancelled) the thread stops and ``lost`` is set. A failed write (the
+    database restarting) is logged and tried again at the next beat.
+    """
+
+    def __init__(self, engine: Engine, job_id: int, token: str, interval_s: float) -> None:
+        self.engine, self.job_id, self.token, self.interval_s = engine, job_id, token, interval_s
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-job-{job_id}", daemon=True)
+
+    def beat(self) -> bool:
+        stmt = (
+            update(Job)
+            .where(Job.id == self.job_id, Job.lease_token == self.token, Job.status == JOB_RUNNING)
+            .values(heartbeat_at=utcnow())
+        )
+        return write(self.engine, lambda conn: conn.execute(stmt).rowcount) == 1
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                if not self.beat():
+                    self.lost.set()
+                    return
+            except Exception as exc:
+                log.warning("job %s: heartbeat not written: %s", self.job_id, str(exc).splitlines()[0][:200])
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+@contextlib.contextmanager
+def job_tempdir(work_dir: str, job_id: int, redirect: bool) -> Iterator[Path]:
+    """A fresh temporary folder for one job, removed however the job ends.
+
+    With ``redirect`` (a Celery pool process runs one job at a time) ``tempfile`` and ``TMPDIR``
+    point there for the job's duration, so whatever the libraries write lands there too. What a
+    killed attempt left behind is removed when the job is claimed again on this machine.
+    """
+    path = Path(work_dir).resolve() / f"job-{job_id}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    saved = (tempfile.tempdir, os.environ.get("TMPDIR"))
+    if redirect:
+        tempfile.tempdir = str(path)
+        os.environ["TMPDIR"] = str(path)
+    try:
+        yield path
+    finally:
+        if redirect:
+            tempfile.tempdir = saved[0]
+            if saved[1] is None:
+                os.environ.pop("TMPDIR", None)
+            else:
+                os.environ["TMPDIR"] = saved[1]
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class JobReporter:
@@ -104,7 +186,8 @@ class JobReporter:
         now = time.monotonic()
         if not force and now - self._last_write < self.interval_s:
             return
-        with self.engine.begin() as conn:
+
+        def work(conn: Connection) -> bool:
             res = conn.execute(
                 update(Job)
                 .where(self._guarded())
@@ -112,7 +195,9 @@ class JobReporter:
             )
             if res.rowcount != 1:
                 raise LeaseLost(f"job {self.job_id}: lease lost")
-            self._cancel = bool(conn.execute(select(Job.cancel_requested).where(Job.id == self.job_id)).scalar_one())
+            return bool(conn.execute(select(Job.cancel_requested).where(Job.id == self.job_id)).scalar_one())
+
+        self._cancel = write(self.engine, work)
         self._last_write = self._last_check = now
 
     def should_cancel(self, force: bool = False) -> bool:
@@ -247,18 +332,15 @@ class JobExecution:
             if status == MODEL_FAILED and waited:
                 raise JobFailed(f"training the base model '{base_id}' failed: {base['error']}")
             if status in (MODEL_UNTRAINED, MODEL_FAILED) or (status == MODEL_TRAINING and self._owner_gone(owner)):
-                with self.engine.begin() as conn:
-                    cond = (
-                        BaseModelRow.training_job_id.is_(None)
-                        if owner is None
-                        else (BaseModelRow.training_job_id == owner)
-                    )
-                    res = conn.execute(
-                        update(BaseModelRow)
-                        .where(BaseModelRow.id == base_id, BaseModelRow.status == status, cond)
-                        .values(status=MODEL_TRAINING, training_job_id=self.job_id, error=None, updated_at=utcnow())
-                    )
-                if res.rowcount == 1:
+                cond = (
+                    BaseModelRow.training_job_id.is_(None) if owner is None else (BaseModelRow.training_job_id == owner)
+                )
+                take = (
+                    update(BaseModelRow)
+                    .where(BaseModelRow.id == base_id, BaseModelRow.status == status, cond)
+                    .values(status=MODEL_TRAINING, training_job_id=self.job_id, error=None, updated_at=utcnow())
+                )
+                if write(self.engine, lambda conn, take=take: conn.execute(take).rowcount) == 1:
                     self.train_base(base_id, kind, span_end)
                     continue
                 continue
@@ -279,17 +361,21 @@ class JobExecution:
                 spec = resolve_spec(base["architecture"], shape, base["num_classes"] or data.num_classes)
             cfg = TrainConfig.model_validate(base["training"])
             prefix = "" if kind == "train" else "training base model: "
-            result = train_baseline(
-                spec,
-                data,
-                cfg,
-                progress=self.reporter.span(0.0, span_end, prefix),
-                should_cancel=self.reporter.should_cancel,
-                latency_runs=self.settings.latency_runs,
-            )
+            uploaded = base["artifact_path"]  # POST /models/upload: pretrained weights, measured and not trained
+            if uploaded:
+                result = self.measure_uploaded(uploaded, data)
+            else:
+                result = train_baseline(
+                    spec,
+                    data,
+                    cfg,
+                    progress=self.reporter.span(0.0, span_end, prefix),
+                    should_cancel=self.reporter.should_cancel,
+                    latency_runs=self.settings.latency_runs,
+                )
             if self.reporter.should_cancel(force=True):
                 raise Cancelled("cancelled after training")
-            name, _ = self.artifacts.save(result.model, spec, f"base-{base_id}")
+            name = uploaded or self.artifacts.save(result.model, spec, f"base-{base_id}")[0]
         except BaseException as exc:
             reason = "untrained" if isinstance(exc, Cancelled | LeaseLost) else MODEL_FAILED
             self._release_base(base_id, reason, _readable(exc))
@@ -308,51 +394,63 @@ class JobExecution:
             notes={"losses": [round(x, 5) for x in result.losses], "dataset": base["dataset"]},
             artifact_path=name,
         )
-        try:
-            with self.engine.begin() as conn:
-                job_done = {"status": JOB_SUCCEEDED, "progress": 1.0, "stage": "done", "finished_at": utcnow()}
-                _claim_job_guard(conn, self.job_id, self.token, **(job_done if kind == "train" else {}))
-                res = conn.execute(
-                    update(BaseModelRow)
-                    .where(
-                        BaseModelRow.id == base_id,
-                        BaseModelRow.status == MODEL_TRAINING,
-                        BaseModelRow.training_job_id == self.job_id,
-                    )
-                    .values(
-                        status=MODEL_READY,
-                        artifact_path=name,
-                        baseline=result.measurement.model_dump(mode="json"),
-                        spec=spec.model_dump(mode="json"),
-                        input_shape=list(spec.input_shape),
-                        num_classes=spec.num_classes,
-                        error=None,
-                        updated_at=utcnow(),
-                    )
+
+        def final(conn: Connection) -> None:
+            job_done = {"status": JOB_SUCCEEDED, "progress": 1.0, "stage": "done", "finished_at": utcnow()}
+            _claim_job_guard(conn, self.job_id, self.token, **(job_done if kind == "train" else {}))
+            res = conn.execute(
+                update(BaseModelRow)
+                .where(
+                    BaseModelRow.id == base_id,
+                    BaseModelRow.status == MODEL_TRAINING,
+                    BaseModelRow.training_job_id == self.job_id,
                 )
-                if res.rowcount != 1:
-                    raise LeaseLost(f"base model '{base_id}' was taken over by another job")
-                conn.execute(insert(ResultRow).values(**values))
+                .values(
+                    status=MODEL_READY,
+                    artifact_path=name,
+                    baseline=result.measurement.model_dump(mode="json"),
+                    spec=spec.model_dump(mode="json"),
+                    input_shape=list(spec.input_shape),
+                    num_classes=spec.num_classes,
+                    error=None,
+                    updated_at=utcnow(),
+                )
+            )
+            if res.rowcount != 1:
+                raise LeaseLost(f"base model '{base_id}' was taken over by another job")
+            conn.execute(insert(ResultRow).values(**values))
+
+        try:
+            write(self.engine, final)
         except (LeaseLost, IntegrityError):
-            self.artifacts.delete(name)
+            if name != uploaded:
+                self.artifacts.delete(name)
             raise
 
+    def measure_uploaded(self, name: str, data: DatasetSplit) -> Baseline:
+        """An uploaded model's baseline: its stored weights measured on its data set, no training."""
+        model, spec = load_model(self.artifacts.path(name))
+        data.check_fits(spec.input_shape, spec.num_classes)
+        self.reporter.progress(0.05, "measuring the uploaded weights", force=True)
+        return Baseline(model, spec, measure(model, spec, data, latency_runs=self.settings.latency_runs), [])
+
     def _release_base(self, base_id: str, status: str, error: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(BaseModelRow)
-                .where(BaseModelRow.id == base_id, BaseModelRow.training_job_id == self.job_id)
-                .where(BaseModelRow.status == MODEL_TRAINING)
-                .values(status=status, error=None if status == MODEL_UNTRAINED else error, updated_at=utcnow())
-            )
+        stmt = (
+            update(BaseModelRow)
+            .where(BaseModelRow.id == base_id, BaseModelRow.training_job_id == self.job_id)
+            .where(BaseModelRow.status == MODEL_TRAINING)
+            .values(status=status, error=None if status == MODEL_UNTRAINED else error, updated_at=utcnow())
+        )
+        write(self.engine, lambda conn: conn.execute(stmt))
 
     # -- jobs ----------------------------------------------------------------------------------
 
     def run_train(self, job: Any) -> None:
         base = self.ensure_base_ready(job["base_model_id"], "train", 1.0)
         if base["training_job_id"] != self.job_id:  # trained before (or by another job): nothing to do
-            with self.engine.begin() as conn:
-                _claim_job_guard(
+            write(
+                self.engine,
+                lambda conn: _claim_job_guard(
                     conn,
                     self.job_id,
                     self.token,
@@ -360,7 +458,8 @@ class JobExecution:
                     progress=1.0,
                     stage=f"already trained by job {base['training_job_id']}",
                     finished_at=utcnow(),
-                )
+                ),
+            )
 
     def run_compress(self, job: Any) -> None:
         steps = [Step.model_validate(s) for s in job["steps"] or []]
@@ -412,7 +511,8 @@ class JobExecution:
                         artifact_path=name,
                     )
                 )
-            with self.engine.begin() as conn:
+
+            def final(conn: Connection) -> None:
                 _claim_job_guard(
                     conn,
                     self.job_id,
@@ -424,18 +524,20 @@ class JobExecution:
                 )
                 if rows:
                     conn.execute(insert(ResultRow), rows)
+
+            write(self.engine, final)
         except BaseException:
             for name in saved:
                 self.artifacts.delete(name)
             raise
 
     def finish(self, status: str, error: str | None, stage: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(Job)
-                .where(Job.id == self.job_id, Job.lease_token == self.token, Job.status == JOB_RUNNING)
-                .values(status=status, error=error, stage=stage, finished_at=utcnow(), updated_at=utcnow())
-            )
+        stmt = (
+            update(Job)
+            .where(Job.id == self.job_id, Job.lease_token == self.token, Job.status == JOB_RUNNING)
+            .values(status=status, error=error, stage=stage, finished_at=utcnow(), updated_at=utcnow())
+        )
+        write(self.engine, lambda conn: conn.execute(stmt))
 
 
 def _readable(exc: BaseException) -> str:
@@ -444,19 +546,31 @@ def _readable(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def execute_job(job_id: int, engine: Engine, settings: Settings) -> str:
-    """Run one job to a terminal state; returns what happened (``skipped`` when it was not queued)."""
-    from celery.exceptions import SoftTimeLimitExceeded
+def execute_job(job_id: int, engine: Engine, settings: Settings, redirect_tmp: bool = False) -> str:
+    """Run one job to a terminal state; returns what happened (``skipped`` when it was not queued).
 
+    ``redirect_tmp``: point the process's temporary folder at the job's own (only where one process
+    runs one job at a time: the Celery task).
+    """
     if torch.get_num_threads() != settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     token = claim(engine, job_id)
     if token is None:
         log.info("job %s: not queued (missing, cancelled or taken); nothing to do", job_id)
         return "skipped"
+    Path(settings.artifact_dir).mkdir(parents=True, exist_ok=True)
+    with (
+        Heartbeat(engine, job_id, token, settings.heartbeat_interval_s),
+        job_tempdir(settings.work_dir, job_id, redirect_tmp),
+    ):
+        return _run_claimed(job_id, token, engine, settings)
+
+
+def _run_claimed(job_id: int, token: str, engine: Engine, settings: Settings) -> str:
+    from celery.exceptions import SoftTimeLimitExceeded
+
     reporter = JobReporter(engine, job_id, token, settings.progress_interval_s)
     run = JobExecution(engine, settings, job_id, token, reporter)
-    Path(settings.artifact_dir).mkdir(parents=True, exist_ok=True)
     try:
         job = run.load(Job, job_id)
         if job["cancel_requested"]:
@@ -473,7 +587,8 @@ def execute_job(job_id: int, engine: Engine, settings: Settings) -> str:
         run.finish(JOB_CANCELLED, None, str(exc) or "cancelled")
         return JOB_CANCELLED
     except SoftTimeLimitExceeded:
-        run.finish(JOB_FAILED, f"timeout: exceeded {settings.worker_soft_time_limit_s} s", "timeout")
+        log.warning("job %s: soft time limit (%s s) exceeded", job_id, settings.worker_soft_time_limit_s)
+        run.finish(JOB_FAILED, f"timeout: exceeded the {settings.worker_soft_time_limit_s} s time limit", "timeout")
         return JOB_FAILED
     except (*USER_ERRORS, JobFailed, ValueError, KeyError) as exc:
         run.finish(JOB_FAILED, _readable(exc), "failed")

@@ -11,4 +11,4 @@ from worker.execution import execute_job
 @celery_app.task(name="netreduce.run_job")
 def run_job(job_id: int) -> str:
     """Run job ``job_id``; a message for a job that is no longer queued is a no-op."""
-    return execute_job(int(job_id), get_engine(), get_settings())
+    return execute_job(int(job_id), get_engine(), get_settings(), redirect_tmp=True)

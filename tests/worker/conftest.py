@@ -21,6 +21,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(
         database_url=f"sqlite:///{tmp}/worker.db",
         artifact_dir=str(tmp / "artifacts"),
+        work_dir=str(tmp / "work"),
         data_roots=[str(tmp)],
         latency_runs=2,
         progress_interval_s=0.0,
