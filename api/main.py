@@ -6,7 +6,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 
+from api.guard import RequestGuard
+from api.openapi_errors import install_openapi
 from api.routers import catalog, comparison, dashboard, decision, health, jobs, models
+from store.settings import Settings, get_settings
 
 
 def create_app() -> FastAPI:
@@ -22,6 +25,13 @@ def create_app() -> FastAPI:
         app.include_router(module.router)
     dashboard.mount_static(app)
 
+    def current_settings() -> Settings:
+        """The settings routes see: tests override ``get_settings`` and the guard follows."""
+        return app.dependency_overrides.get(get_settings, get_settings)()
+
+    app.add_middleware(RequestGuard, settings=current_settings)
+    install_openapi(app, current_settings)
+
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
     async def database_down(_: Request, exc: Exception) -> JSONResponse:
@@ -31,7 +41,8 @@ def create_app() -> FastAPI:
     @app.exception_handler(DataError)
     async def value_refused(_: Request, exc: Exception) -> JSONResponse:
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        return JSONResponse({"detail": f"a value was refused by the database: {first}"}, status_code=422)
+        detail = [{"loc": ["body"], "msg": f"a value was refused by the database: {first}", "type": "db_refused"}]
+        return JSONResponse({"detail": detail}, status_code=422)
 
     return app
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
 
@@ -28,7 +28,47 @@ class _Times(BaseModel):
         return as_utc(value).isoformat() if isinstance(value, datetime) else value
 
 
-class JobCreate(BaseModel):
+def find_nul(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first string (key or value) holding a NUL character, else None.
+
+    PostgreSQL text cannot store NUL, so it is refused at the door (422) everywhere, also inside free
+    JSON such as a technique's ``params`` or a layer spec's ``args``.
+    """
+    if isinstance(value, str):
+        return (path or "(value)") if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and "\x00" in key:
+                return where
+            found = find_nul(item, where)
+            if found:
+                return found
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            found = find_nul(item, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
+class RequestBody(BaseModel):
+    """A request body: strings with NUL bytes are refused anywhere in it."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        where = find_nul(data)
+        if where:
+            raise ValueError(f"'{where}' contains a NUL byte (\\u0000), which is never accepted")
+        return data
+
+
+Dim = Annotated[int, Field(ge=1, le=4096)]
+"""One input dimension (C, H or W)."""
+
+
+class JobCreate(RequestBody):
     """One technique (``technique`` + ``params``) or a chain (``steps``) applied to a base model."""
 
     model_config = ConfigDict(
@@ -118,7 +158,7 @@ class JobPage(BaseModel):
     items: list[JobOut]
 
 
-class ModelCreate(BaseModel):
+class ModelCreate(RequestBody):
     """A base model: a built-in architecture name or a JSON layer list, a data set spec, how to train."""
 
     model_config = ConfigDict(
@@ -132,10 +172,39 @@ class ModelCreate(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     architecture: str | list[dict[str, Any]] = Field(description="GET /architectures, or a layer spec list.")
-    input_shape: tuple[int, int, int] | None = Field(default=None, description="C, H, W (default: the architecture's).")
+    input_shape: tuple[Dim, Dim, Dim] | None = Field(default=None, description="C, H, W (default: the architecture's).")
     num_classes: int | None = Field(default=None, ge=2, le=100_000)
     dataset: str = Field(default="digits", min_length=1, max_length=1000, description="GET /datasets lists them.")
     training: TrainConfig = Field(default_factory=TrainConfig)
+
+
+class ModelUpload(RequestBody):
+    """The ``spec`` field of ``POST /models/upload``: what the uploaded weights belong to."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "my linear digits",
+                    "architecture": [
+                        {"name": "flatten", "type": "Flatten"},
+                        {"name": "fc", "type": "Linear", "args": {"in_features": 64, "out_features": 10}},
+                    ],
+                    "input_shape": [1, 8, 8],
+                    "dataset": "digits",
+                }
+            ]
+        },
+    )
+
+    name: str = Field(min_length=1, max_length=200)
+    architecture: str | list[dict[str, Any]] = Field(description="GET /architectures, or a layer spec list.")
+    input_shape: tuple[Dim, Dim, Dim] | None = Field(default=None, description="C, H, W (default: the architecture's).")
+    num_classes: int | None = Field(default=None, ge=2, le=100_000)
+    dataset: str = Field(
+        default="digits", min_length=1, max_length=1000, description="Evaluated on (GET /datasets lists them)."
+    )
 
 
 class ModelOut(_Times):

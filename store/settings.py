@@ -73,8 +73,33 @@ class Settings(BaseSettings):
     work_dir: str = Field(default="var/work", description="Folder of the per-job temporary folders (always removed).")
     cache_models: int = Field(default=4, ge=1, description="Base models (weights) each worker process keeps loaded.")
     cache_datasets: int = Field(default=2, ge=1, description="Data sets each worker process keeps in memory.")
-    api_token: str | None = Field(default=None, description="Bearer token for mutating endpoints (not enforced yet).")
+    api_token: str | None = Field(
+        default=None,
+        description="When set, POST/PUT/PATCH/DELETE need `Authorization: Bearer <token>` (401 without); empty = off.",
+    )
+    protect_reads: bool = Field(default=False, description="With api_token: GET requests need the token too.")
     page_limit_max: int = Field(default=500, ge=1, description="Largest page GET /jobs returns.")
+    max_request_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest request body (bytes) except uploads; more is a 413."
+    )
+    max_upload_bytes: int = Field(
+        default=128 * 1_048_576, ge=1024, description="Largest POST /models/upload body (bytes), counted while read."
+    )
+    max_spec_layers: int = Field(default=256, ge=1, description="Most layers (nested ones included) a layer spec has.")
+    max_model_params: int = Field(
+        default=50_000_000, ge=1, description="Most parameters a base model may have (counted before it is built)."
+    )
+    max_activation_elements: int = Field(
+        default=8_000_000, ge=1, description="Largest output (elements per sample) of any layer of a base model."
+    )
+
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: Any) -> Any:
+        """compose passes ``NETREDUCE_API_TOKEN=`` when the variable is unset: that means no token."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
 
     @field_validator("data_roots", mode="before")
     @classmethod

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -66,8 +68,8 @@ def recorder(engine: Engine) -> EnqueueRecorder:
     return EnqueueRecorder(engine)
 
 
-@pytest.fixture
-def client(engine: Engine, settings: Settings, recorder: EnqueueRecorder) -> Iterator[TestClient]:
+@contextlib.contextmanager
+def app_client(engine: Engine, settings: Settings, recorder: EnqueueRecorder) -> Iterator[TestClient]:
     app = create_app()
 
     def session() -> Iterator[Session]:
@@ -80,3 +82,21 @@ def client(engine: Engine, settings: Settings, recorder: EnqueueRecorder) -> Ite
     app.dependency_overrides[get_broker_check] = lambda: lambda url: None
     with TestClient(app) as c:
         yield c
+
+
+@pytest.fixture
+def client(engine: Engine, settings: Settings, recorder: EnqueueRecorder) -> Iterator[TestClient]:
+    with app_client(engine, settings, recorder) as c:
+        yield c
+
+
+@pytest.fixture
+def make_client(
+    engine: Engine, settings: Settings, recorder: EnqueueRecorder
+) -> Callable[..., contextlib.AbstractContextManager[TestClient]]:
+    """A client whose settings differ from the module's by the given fields (token, limits...)."""
+
+    def make(**changes: Any) -> contextlib.AbstractContextManager[TestClient]:
+        return app_client(engine, settings.model_copy(update=changes), recorder)
+
+    return make

@@ -1,0 +1,144 @@
+"""Checks every HTTP request passes before any route sees it: NUL bytes in the URL, the bearer token,
+and the body size counted while the body streams in.
+
+A plain ASGI middleware rather than a dependency, so that it runs before the body is read: an
+unauthenticated or oversized upload is refused without spooling a byte of it, and a route added later
+cannot forget the token check.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from store.settings import Settings
+
+MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+OPEN_PATHS = ("/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
+"""Always open, even with ``protect_reads``: liveness probes and the API's own documentation."""
+UPLOAD_PATHS = frozenset({"/models/upload"})
+
+
+class BodyTooLarge(Exception):
+    """Raised from ``receive`` once the body has passed its limit; the guard answers 413."""
+
+
+def token_matches(authorization: str | None, token: str) -> bool:
+    """``Authorization: Bearer <token>``, compared in constant time."""
+    if not authorization:
+        return False
+    scheme, _, given = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def needs_token(method: str, path: str, settings: Settings) -> bool:
+    if not settings.api_token or path in OPEN_PATHS:
+        return False
+    return method in MUTATING_METHODS or settings.protect_reads
+
+
+def body_limit(path: str, settings: Settings) -> int:
+    return settings.max_upload_bytes if path in UPLOAD_PATHS else settings.max_request_bytes
+
+
+def nul_in_url(scope: Scope) -> str | None:
+    """Where a NUL byte is in the URL (decoded path or query string), else None."""
+    if "\x00" in scope.get("path", ""):
+        return "path"
+    if b"\x00" in unquote_to_bytes(scope.get("query_string", b"")):
+        return "query"
+    return None
+
+
+def _error(status: int, detail: Any, headers: dict[str, str] | None = None) -> tuple[dict[str, Any], bytes]:
+    body = json.dumps({"detail": detail}).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    return {"type": "http.response.start", "status": status, "headers": raw}, body
+
+
+async def _answer(send: Send, status: int, detail: Any, headers: dict[str, str] | None = None) -> None:
+    start, body = _error(status, detail, headers)
+    await send(start)
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestGuard:
+    """``settings`` is called per request, so tests that override ``get_settings`` reach it too."""
+
+    def __init__(self, app: ASGIApp, settings: Callable[[], Settings]) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        settings = self.settings()
+        path, method = scope.get("path", ""), scope.get("method", "GET")
+
+        where = nul_in_url(scope)
+        if where is not None:
+            detail = [{"loc": [where], "msg": f"the {where} contains a NUL byte (%00)", "type": "nul_byte"}]
+            await _answer(send, 422, detail)
+            return
+
+        if needs_token(method, path, settings):
+            headers = dict(scope.get("headers", []))
+            auth = headers.get(b"authorization", b"").decode("latin-1")
+            if not token_matches(auth, settings.api_token or ""):
+                what = "a wrong" if auth else "no"
+                await _answer(
+                    send,
+                    401,
+                    f"{what} bearer token: send 'Authorization: Bearer <NETREDUCE_API_TOKEN>'",
+                    {"WWW-Authenticate": 'Bearer realm="netreduce"'},
+                )
+                return
+
+        limit = body_limit(path, settings)
+        too_large = f"the request body is larger than {limit} bytes (the limit for {path})"
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _answer(send, 413, too_large)
+            return
+
+        received = 0
+        exceeded = started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    exceeded = True
+                    raise BodyTooLarge(too_large)
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            """Once the limit is passed, whatever the app makes of the error (FastAPI turns an exception while
+            reading the body into a 400) is replaced by the 413."""
+            nonlocal started
+            if exceeded:
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await _answer(send, 413, too_large)
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except BodyTooLarge:
+            if started:
+                raise
+            await _answer(send, 413, too_large)

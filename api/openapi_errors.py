@@ -1,0 +1,97 @@
+"""The OpenAPI document says what the API really answers: the error statuses every operation can give,
+and the bearer token where ``NETREDUCE_API_TOKEN`` requires it (so /docs shows an Authorize button).
+
+Errors the request guard (api/guard.py) or an exception handler produce never pass through a route's
+declaration, so they are added here for every operation they apply to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from api.guard import OPEN_PATHS, UPLOAD_PATHS
+from store.settings import Settings
+
+SCHEME = "bearerToken"
+ERROR_SCHEMA = {
+    "title": "Error",
+    "type": "object",
+    "required": ["detail"],
+    "properties": {"detail": {"title": "Detail", "description": "What was wrong (text, or a list of errors)."}},
+}
+VALIDATION_REF = {"$ref": "#/components/schemas/HTTPValidationError"}
+
+
+def _response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def document(schema: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """Add the error responses and the security requirements to a generated OpenAPI document (in place)."""
+    components = schema.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas["Error"] = ERROR_SCHEMA
+    if "HTTPValidationError" not in schemas:  # an app whose routes take no parameters
+        schemas["ValidationError"] = {
+            "type": "object",
+            "required": ["loc", "msg", "type"],
+            "properties": {
+                "loc": {"type": "array", "items": {}},
+                "msg": {"type": "string"},
+                "type": {"type": "string"},
+            },
+        }
+        schemas["HTTPValidationError"] = {
+            "type": "object",
+            "properties": {"detail": {"type": "array", "items": {"$ref": "#/components/schemas/ValidationError"}}},
+        }
+    error = {"$ref": "#/components/schemas/Error"}
+    if settings.api_token:
+        components.setdefault("securitySchemes", {})[SCHEME] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "NETREDUCE_API_TOKEN",
+        }
+    for path, operations in schema.get("paths", {}).items():
+        for method, op in operations.items():
+            if not isinstance(op, dict) or "responses" not in op:
+                continue
+            responses = op["responses"]
+            responses.setdefault("422", _response("Invalid input (also a NUL byte anywhere)", VALIDATION_REF))
+            responses.setdefault("503", _response("The database (or the broker) is unreachable", error))
+            if "{" in path:
+                responses.setdefault("404", _response("Not found", error))
+            if "requestBody" in op:
+                limit = settings.max_upload_bytes if path in UPLOAD_PATHS else settings.max_request_bytes
+                responses.setdefault("413", _response(f"The body is larger than {limit} bytes", error))
+            if settings.api_token and path not in OPEN_PATHS and (method.upper() != "GET" or settings.protect_reads):
+                op["security"] = [{SCHEME: []}]
+                responses.setdefault("401", _response("No or a wrong bearer token", error))
+    return schema
+
+
+def install_openapi(app: FastAPI, settings: Callable[[], Settings]) -> None:
+    """Replace ``app.openapi`` with one that documents errors and security for the current settings."""
+    cache: dict[tuple[bool, bool, int, int], dict[str, Any]] = {}
+
+    def openapi() -> dict[str, Any]:
+        s = settings()
+        key = (bool(s.api_token), s.protect_reads, s.max_request_bytes, s.max_upload_bytes)
+        if key not in cache:
+            generated = get_openapi(
+                title=app.title,
+                version=app.version,
+                openapi_version=app.openapi_version,
+                description=app.description,
+                routes=app.routes,
+                tags=app.openapi_tags,
+                servers=app.servers,
+            )
+            cache[key] = document(generated, s)
+        return cache[key]
+
+    app.openapi = openapi  # type: ignore[method-assign]
