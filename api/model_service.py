@@ -9,41 +9,52 @@ from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
 from api.job_service import row_out, unprocessable
-from api.schemas import ModelCreate, ModelOut
+from api.schemas import ModelCreate, ModelOut, ModelUpload
+from api.spec_limits import SpecTooLarge, check_footprint, check_layer_count, resolve_on_meta
 from compress.architectures import get_architecture
-from compress.baseline import resolve_spec
-from compress.layer_spec import ModelSpec, SpecError
+from compress.layer_spec import ModelSpec, SpecError, build_model
 from compress.registry import UnknownNameError
 from store.data_roots import DataRootError, resolve_dataset_spec
+from store.settings import Settings
 from store.tables import BASELINE_TECHNIQUE, BaseModelRow, Job, ResultRow, utcnow
 
 
-def check_dataset(spec: str, roots: list[str]) -> str:
+def check_dataset(spec: str, roots: list[str], loc: list[Any] | None = None) -> str:
     try:
         return resolve_dataset_spec(spec, roots)
     except (DataRootError, UnknownNameError) as exc:
-        raise unprocessable(["body", "dataset"], str(exc), "invalid_dataset") from None
+        raise unprocessable(loc or ["body", "dataset"], str(exc), "invalid_dataset") from None
 
 
-def check_architecture(req: ModelCreate) -> ModelSpec:
+def check_architecture(req: ModelCreate | ModelUpload, settings: Settings, loc: list[Any] | None = None) -> ModelSpec:
+    """Resolve and check the requested network; its size is checked on the meta device before it is built."""
+    loc = loc or ["body", "architecture"]
     arch = req.architecture
     try:
+        if isinstance(arch, list):
+            check_layer_count(arch, settings)
+        shape = req.input_shape
         if isinstance(arch, str):
-            shape = req.input_shape or get_architecture(arch).input_shape
-            return resolve_spec(arch, shape, req.num_classes)
-        return resolve_spec(arch, req.input_shape, req.num_classes)
+            shape = shape or get_architecture(arch).input_shape
+        spec = resolve_on_meta(arch, shape, req.num_classes)
+        check_footprint(spec, settings)
+        build_model(spec)  # within the limits: build it for real once, as the worker will
+        return spec
+    except SpecTooLarge as exc:
+        raise unprocessable(loc, str(exc), "spec_too_large") from None
     except UnknownNameError as exc:
-        raise unprocessable(["body", "architecture"], str(exc), "unknown_architecture") from None
+        raise unprocessable(loc, str(exc), "unknown_architecture") from None
     except ValidationError as exc:
         msg = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
-        raise unprocessable(["body", "architecture"], f"invalid layer spec: {msg}", "invalid_spec") from None
-    except (SpecError, ValueError, TypeError, RuntimeError) as exc:
-        raise unprocessable(["body", "architecture"], f"cannot build the model: {exc}", "invalid_spec") from None
+        raise unprocessable(loc, f"invalid layer spec: {msg}", "invalid_spec") from None
+    except (SpecError, ValueError, TypeError, RuntimeError, NotImplementedError, OverflowError) as exc:
+        raise unprocessable(loc, f"cannot build the model: {exc}", "invalid_spec") from None
 
 
-def create_model(session: Session, req: ModelCreate, roots: list[str], max_attempts: int) -> tuple[BaseModelRow, Job]:
-    dataset = check_dataset(req.dataset, roots)
-    spec = check_architecture(req)
+def create_model(session: Session, req: ModelCreate, settings: Settings) -> tuple[BaseModelRow, Job]:
+    dataset = check_dataset(req.dataset, settings.data_roots)
+    spec = check_architecture(req, settings)
+    max_attempts = settings.max_attempts
     now = utcnow()
     base = BaseModelRow(
         id=f"m-{uuid.uuid4().hex[:12]}",
