@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.guard import RequestGuard
 from api.openapi_errors import install_openapi
@@ -32,6 +33,14 @@ def create_app() -> FastAPI:
     app.add_middleware(RequestGuard, settings=current_settings)
     install_openapi(app, current_settings)
 
+    @app.exception_handler(405)
+    async def method_not_allowed(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """``Allow`` lists every method of the path, as the OpenAPI document does (Starlette names one route's)."""
+        template = getattr(request.scope.get("route"), "path", None)
+        documented = app.openapi()["paths"].get(template, {})
+        allowed = ", ".join(m.upper() for m in documented) or (exc.headers or {}).get("Allow", "")
+        return JSONResponse({"detail": exc.detail}, status_code=405, headers={"Allow": allowed})
+
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
     async def database_down(_: Request, exc: Exception) -> JSONResponse:
@@ -41,7 +50,7 @@ def create_app() -> FastAPI:
     @app.exception_handler(DataError)
     async def value_refused(_: Request, exc: Exception) -> JSONResponse:
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        detail = [{"loc": ["body"], "msg": f"a value was refused by the database: {first}", "type": "db_refused"}]
+        detail = [{"loc": ["request"], "msg": f"a value was refused by the database: {first}", "type": "db_refused"}]
         return JSONResponse({"detail": detail}, status_code=422)
 
     return app

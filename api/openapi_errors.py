@@ -24,6 +24,21 @@ ERROR_SCHEMA = {
     "properties": {"detail": {"title": "Detail", "description": "What was wrong (text, or a list of errors)."}},
 }
 VALIDATION_REF = {"$ref": "#/components/schemas/HTTPValidationError"}
+NO_NUL = "^[^\\x00]*$"
+"""Every string the API takes is refused (422) when it holds a NUL character: the schema says so."""
+
+
+def _forbid_nul(schema: Any) -> None:
+    """Add the NUL-free pattern to every plain string schema inside ``schema`` (in place)."""
+    if isinstance(schema, dict):
+        plain = not any(k in schema for k in ("pattern", "format", "enum", "const"))
+        if schema.get("type") == "string" and plain:
+            schema["pattern"] = NO_NUL
+        for value in schema.values():
+            _forbid_nul(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            _forbid_nul(item)
 
 
 def _response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -50,6 +65,7 @@ def document(schema: dict[str, Any], settings: Settings) -> dict[str, Any]:
             "properties": {"detail": {"type": "array", "items": {"$ref": "#/components/schemas/ValidationError"}}},
         }
     error = {"$ref": "#/components/schemas/Error"}
+    _forbid_nul(schemas)
     if settings.api_token:
         components.setdefault("securitySchemes", {})[SCHEME] = {
             "type": "http",
@@ -60,13 +76,19 @@ def document(schema: dict[str, Any], settings: Settings) -> dict[str, Any]:
         for method, op in operations.items():
             if not isinstance(op, dict) or "responses" not in op:
                 continue
+            _forbid_nul(op.get("parameters", []))
             responses = op["responses"]
+            for code, declared in responses.items():  # e.g. a route's bare `409: {}`
+                if code[0] in "45" and "content" not in declared:
+                    declared["content"] = {"application/json": {"schema": error}}
             responses.setdefault("422", _response("Invalid input (also a NUL byte anywhere)", VALIDATION_REF))
             responses.setdefault("503", _response("The database (or the broker) is unreachable", error))
-            if "{" in path:
-                responses.setdefault("404", _response("Not found", error))
+            names = {p.get("name") for p in op.get("parameters", [])}
+            if "{" in path or "base_model_id" in names:
+                responses.setdefault("404", _response("Not found (the message lists what exists)", error))
             if "requestBody" in op:
                 limit = settings.max_upload_bytes if path in UPLOAD_PATHS else settings.max_request_bytes
+                responses.setdefault("400", _response("The body could not be parsed (not UTF-8, broken form)", error))
                 responses.setdefault("413", _response(f"The body is larger than {limit} bytes", error))
             if settings.api_token and path not in OPEN_PATHS and (method.upper() != "GET" or settings.protect_reads):
                 op["security"] = [{SCHEME: []}]

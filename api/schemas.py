@@ -60,7 +60,8 @@ class RequestBody(BaseModel):
     def _no_nul(cls, data: Any) -> Any:
         where = find_nul(data)
         if where:
-            raise ValueError(f"'{where}' contains a NUL byte (\\u0000), which is never accepted")
+            shown = where.replace("\x00", "\\u0000")  # never echo the NUL itself
+            raise ValueError(f"'{shown}' contains a NUL byte (\\u0000), which is never accepted")
         return data
 
 

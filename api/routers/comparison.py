@@ -20,7 +20,7 @@ router = APIRouter(tags=["comparison"])
 )
 def comparison(
     session: SessionDep,
-    base_model_id: str = Query(max_length=64, description="GET /models lists them."),
+    base_model_id: str = Query(max_length=64, description="GET /models lists them.", examples=["digits-cnn"]),
     format: Literal["json", "csv"] | None = Query(
         default=None, description="Default: JSON, or CSV for Accept: text/csv."
     ),

@@ -28,7 +28,7 @@ from compress.recommend import Priority, Recommendation
 
 router = APIRouter(tags=["decision"])
 
-ModelIdQuery = Query(max_length=64, description="GET /models lists them.")
+ModelIdQuery = Query(max_length=64, description="GET /models lists them.", examples=["digits-cnn"])
 TrialsQuery = Query(default=False, description="Let search trials take part (they are left out by default).")
 XQuery = Query(default="bytes", description="x axis (log scale): bytes, ops or latency (ms per batch of 64).")
 

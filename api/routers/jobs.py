@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Response
 from fastapi.responses import FileResponse, JSONResponse
 
 from api.deps import EnqueuerDep, SessionDep, SettingsDep
@@ -24,8 +24,12 @@ from store.tables import BASELINE_TECHNIQUE, JOB_SUCCEEDED
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
+MAX_ID = 2**31 - 1
+"""Ids and offsets fit PostgreSQL's integer columns; a larger one is a 422, not a database error."""
+JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="GET /jobs lists them.")]
 
-@router.post("", status_code=202, response_model=JobOut)
+
+@router.post("", status_code=202, response_model=JobOut, responses={404: {"description": "Unknown base model"}})
 def post_job(
     req: JobCreate, session: SessionDep, settings: SettingsDep, enqueue: EnqueuerDep, response: Response
 ) -> JobOut:
@@ -51,7 +55,7 @@ def get_jobs(
     technique: str | None = Query(default=None, max_length=100),
     kind: Literal["train", "compress"] | None = None,
     limit: int = Query(default=50, ge=1, le=500),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_ID),
 ) -> JobPage:
     """Newest first; filter by status, base model, technique (a chain matches any of its steps), kind."""
     limit = min(limit, settings.page_limit_max)
@@ -60,14 +64,14 @@ def get_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut)
-def get_job_detail(job_id: int, session: SessionDep) -> JobOut:
+def get_job_detail(job_id: JobId, session: SessionDep) -> JobOut:
     """Status, progress (0-1), stage, timestamps, error, and the result rows once it has succeeded."""
     job = get_job(session, job_id)
     return job_out(job, job_rows(session, job_id))
 
 
 @router.delete("/{job_id}", response_model=JobOut, responses={202: {"model": JobOut}, 409: {}})
-def delete_job(job_id: int, session: SessionDep) -> JSONResponse:
+def delete_job(job_id: JobId, session: SessionDep) -> JSONResponse:
     """Cancel: a queued job never starts (200); a running one stops at its next progress check (202);
     a finished one answers 409."""
     code, job = cancel_job(session, job_id)
@@ -75,9 +79,13 @@ def delete_job(job_id: int, session: SessionDep) -> JSONResponse:
 
 
 @router.get(
-    "/{job_id}/artifact", response_class=FileResponse, responses={200: {"content": {"application/octet-stream": {}}}}
+    "/{job_id}/artifact",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}, 409: {"description": "The job has not succeeded"}},
 )
-def get_artifact(job_id: int, session: SessionDep, settings: SettingsDep, row_index: int | None = None) -> FileResponse:
+def get_artifact(
+    job_id: JobId, session: SessionDep, settings: SettingsDep, row_index: int | None = None
+) -> FileResponse:
     """The stored model of a finished job (.safetensors, weights + JSON spec; no pickle)."""
     job = get_job(session, job_id)
     if job.status != JOB_SUCCEEDED:

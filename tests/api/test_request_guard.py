@@ -182,3 +182,18 @@ def test_sql_looking_strings_are_stored_literally(client: TestClient) -> None:
     assert client.get("/models/" + SQLISH[1]).status_code == 404
     assert {m["name"] for m in client.get("/models").json()} >= set(SQLISH)
     assert client.get("/jobs").json()["total"] >= len(SQLISH)  # the jobs table is still there
+
+
+def test_numbers_beyond_the_integer_columns_are_422_not_500(client: TestClient) -> None:
+    """SQLite raised OverflowError (a 500) for these; PostgreSQL a DataError."""
+    for url in (f"/jobs/{2**64}", f"/jobs/{2**31}/artifact", f"/jobs?offset={2**63}", "/jobs/0"):
+        r = client.get(url)
+        assert r.status_code == 422, (url, r.text)
+    assert client.delete(f"/jobs/{2**64}").status_code == 422
+    assert client.get(f"/jobs/{2**31 - 1}").status_code == 404
+
+
+def test_405_allow_lists_every_method_of_the_path(client: TestClient) -> None:
+    for path, allow in (("/jobs", "POST, GET"), ("/jobs/1", "GET, DELETE"), ("/models/upload", "POST")):
+        r = client.put(path)
+        assert r.status_code == 405 and sorted(r.headers["allow"].split(", ")) == sorted(allow.split(", ")), path
