@@ -98,11 +98,11 @@ def uvicorn_cmd(port: int) -> list[str]:
     return [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)]
 
 
-def worker_cmd(queue: str) -> list[str]:
+def worker_cmd(queue: str, name: str = "it", concurrency: int = 1) -> list[str]:
     return [
-        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool=prefork", "--concurrency=1",
-        "-Q", queue, "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
-        "-n", f"it-{os.getpid()}@%h",
+        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool=prefork",
+        f"--concurrency={concurrency}", "-Q", queue, "--loglevel=INFO", "--without-gossip", "--without-mingle",
+        "--without-heartbeat", "-n", f"{name}-{os.getpid()}@%h",
     ]  # fmt: skip
 
 
@@ -163,3 +163,121 @@ def redis_db() -> str:
     except Exception as exc:
         unavailable("Redis at 127.0.0.1:6379", exc)
     return REDIS_URL
+
+
+class PrivateRedis:
+    """A redis-server of our own on a free loopback port (no persistence), for tests that restart it."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.port = folder, free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: Proc | None = None
+
+    def start(self) -> None:
+        cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.proc = Proc(f"redis-{self.port}", cmd, dict(os.environ), self.folder)
+        self.wait()
+
+    def wait(self, timeout_s: float = 10.0) -> None:
+        import redis
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                redis.Redis(port=self.port, socket_connect_timeout=1).ping()
+                return
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def shutdown_nosave(self) -> None:
+        subprocess.run(["redis-cli", "-p", str(self.port), "shutdown", "nosave"], capture_output=True, timeout=10)
+        if self.proc:
+            self.proc.popen.wait(timeout=10)
+            self.proc.stop()
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    import shutil
+
+    if not shutil.which("redis-server"):
+        unavailable("redis-server", FileNotFoundError("redis-server"))
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def _pg_bin() -> Path | None:
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "initdb").is_file() and (candidate / "pg_ctl").is_file():
+            return candidate
+    return None
+
+
+class PrivatePostgres:
+    """A throw-away PostgreSQL cluster (initdb in a temp dir, trust auth) on a free loopback port.
+
+    Run as the ``postgres`` user when we are root (PostgreSQL refuses root); stopped and removed in teardown.
+    """
+
+    def __init__(self, bindir: Path) -> None:
+        import tempfile
+
+        self.bindir, self.port = bindir, free_port()
+        self.folder = Path(tempfile.mkdtemp(prefix="netreduce-pg-"))
+        self.data = self.folder / "data"
+        self.url = f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+        self._as: list[str] = []
+        if os.geteuid() == 0:
+            import pwd
+
+            user = pwd.getpwnam("postgres")
+            os.chown(self.folder, user.pw_uid, user.pw_gid)
+            self._as = ["runuser", "-u", "postgres", "--"]
+
+    def _run(self, *args: str) -> None:
+        out = subprocess.run([*self._as, *args], capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            raise RuntimeError(f"{args[0]} failed: {out.stdout}{out.stderr}")
+
+    def init(self) -> None:
+        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+
+    def start(self) -> None:
+        opts = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "log"), "-o", opts,
+                  "-w", "start")  # fmt: skip
+
+    def stop(self) -> None:
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def remove(self) -> None:
+        import shutil
+
+        with contextlib.suppress(RuntimeError):
+            self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    bindir = _pg_bin()
+    if bindir is None:
+        unavailable("PostgreSQL's initdb", FileNotFoundError("/usr/lib/postgresql/*/bin/initdb"))
+    assert bindir is not None
+    server = PrivatePostgres(bindir)
+    try:
+        server.init()
+        server.start()
+    except Exception as exc:
+        server.remove()
+        unavailable("a private PostgreSQL cluster", exc)
+    yield server
+    server.remove()
