@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -61,6 +62,12 @@ def _detail_text(detail: Any) -> str:
     return str(detail)
 
 
+def auth_headers(token: str | None) -> dict[str, str]:
+    """The bearer header for a token (``--token`` or ``NETREDUCE_API_TOKEN``); none without one."""
+    token = token or os.environ.get("NETREDUCE_API_TOKEN") or ""
+    return {"Authorization": f"Bearer {token.strip()}"} if token.strip() else {}
+
+
 def request(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
     """Send a request; connection problems and error statuses become a ClientError with the server's detail."""
     try:
@@ -74,7 +81,8 @@ def request(client: httpx.Client, method: str, path: str, **kwargs: Any) -> http
             detail = _detail_text(r.json().get("detail", r.text))
         except ValueError:
             detail = r.text[:500]
-        raise ClientError(f"{method} {path} → HTTP {r.status_code}: {detail}")
+        hint = " (pass --token or set NETREDUCE_API_TOKEN)" if r.status_code == 401 else ""
+        raise ClientError(f"{method} {path} → HTTP {r.status_code}: {detail}{hint}")
     return r
 
 
@@ -209,7 +217,7 @@ COMMANDS = {"submit": cmd_submit, "status": cmd_status, "comparison": cmd_compar
 
 
 def run_client(args: argparse.Namespace) -> int:
-    with httpx.Client(base_url=args.url, timeout=args.timeout) as client:
+    with httpx.Client(base_url=args.url, timeout=args.timeout, headers=auth_headers(args.token)) as client:
         try:
             return COMMANDS[args.command](args, client)
         except ClientError as exc:
@@ -221,6 +229,11 @@ def add_parsers(sub: Any) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", default=DEFAULT_URL, help=f"API base URL (default {DEFAULT_URL})")
     common.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    common.add_argument(
+        "--token",
+        default=None,
+        help="the API's bearer token (default: $NETREDUCE_API_TOKEN; needed to submit when set)",
+    )
 
     p = sub.add_parser("submit", parents=[common], help="queue a compression job on a running API")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"base model id (default {DEFAULT_MODEL})")

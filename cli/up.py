@@ -25,6 +25,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli.client import auth_headers
+
 TERMINAL = {"succeeded", "failed", "cancelled"}
 PRESET = "digits-cnn"
 
@@ -212,7 +214,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     final: dict[int, Any] = {}
     old = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
     base_url = f"http://{args.host}:{args.port}"
-    client = httpx.Client(base_url=base_url, timeout=30)
+    client = httpx.Client(base_url=base_url, timeout=30, headers=auth_headers(settings.api_token))
     code = 0
     try:
         children.append(Child("api", api_cmd, log_dir / "api.log", env))

@@ -19,8 +19,16 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-async function api(path, options) {
-  const r = await fetch(path, options);
+// The bearer token (NETREDUCE_API_TOKEN) lives in this browser's localStorage and goes with every request.
+const TOKEN_KEY = "netreduce.apiToken";
+const tokenInput = document.getElementById("api-token");
+tokenInput.value = localStorage.getItem(TOKEN_KEY) || "";
+tokenInput.addEventListener("change", () => localStorage.setItem(TOKEN_KEY, tokenInput.value.trim()));
+
+async function api(path, options = {}) {
+  const token = localStorage.getItem(TOKEN_KEY);
+  const auth = token ? { Authorization: `Bearer ${token}` } : {};
+  const r = await fetch(path, { ...options, headers: { ...(options.headers || {}), ...auth } });
   const body = (r.headers.get("content-type") || "").includes("json") ? await r.json() : await r.text();
   if (!r.ok) throw Object.assign(new Error(`HTTP ${r.status}`), { status: r.status, body });
   return body;
