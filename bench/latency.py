@@ -13,6 +13,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rich.table import Table  # noqa: E402
+
 from bench.common import (  # noqa: E402
     Base,
     Job,
@@ -104,16 +106,69 @@ def latency_targets(
     return out, by_model
 
 
+def op_breakdown(
+    models: dict[str, object], input_shape: tuple[int, ...], batch_size: int = 64, rounds: int = 5
+) -> Table:
+    """Self CPU ms per forward pass by aten/quantized op (torch.profiler), the median over interleaved
+    rounds: where each model's time goes, so a latency ratio can be traced to the ops that limit it."""
+    import statistics
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    x = torch.randn(batch_size, *input_shape, generator=torch.Generator().manual_seed(0))
+    passes = 10
+    per: dict[str, dict[str, list[float]]] = {name: {} for name in models}
+    totals: dict[str, list[float]] = {name: [] for name in models}
+    with torch.inference_mode():
+        for _ in range(rounds):
+            for name, model in models.items():
+                model.eval()
+                for _ in range(3):
+                    model(x)
+                with profile(activities=[ProfilerActivity.CPU]) as prof:
+                    for _ in range(passes):
+                        model(x)
+                total = 0.0
+                for ev in prof.key_averages():
+                    ms = ev.self_cpu_time_total / 1000 / passes
+                    total += ms
+                    per[name].setdefault(ev.key, []).append(ms)
+                totals[name].append(total)
+    med = {
+        name: {op: statistics.median(v + [0.0] * (rounds - len(v))) for op, v in ops.items()}
+        for name, ops in per.items()
+    }
+    ops = sorted({op for m in med.values() for op in m}, key=lambda op: -max(m.get(op, 0.0) for m in med.values()))
+    t = Table(title=f"where the time goes: self CPU ms per pass at batch {batch_size} (median of {rounds} rounds)")
+    t.add_column("op")
+    for name in models:
+        t.add_column(name, justify="right")
+        t.add_column("%", justify="right")
+    for op in ops[:10]:
+        cells = []
+        for name in models:
+            v, tot = med[name].get(op, 0.0), statistics.median(totals[name])
+            cells += [f"{v:.3f}" if v else "", f"{100 * v / tot:.0f}" if v else ""]
+        t.add_row(op, *cells)
+    t.add_row("total", *[c for name in models for c in (f"{statistics.median(totals[name]):.3f}", "100")])
+    return t
+
+
 def run(args: argparse.Namespace, base: Base | None = None) -> list[Target]:
     base = base or get_base(args.data, args.seed, args.retrain, args.latency_runs)
     int8 = run_job(base, "quantize-int8", INT8, args.latency_runs, keep_model=True)
     channels = run_job(base, "prune-channels", CHANNELS_50, args.latency_runs, keep_model=True)
     targets, _ = latency_targets(base, int8, channels, rounds=args.rounds, runs=args.latency_runs)
+    if getattr(args, "breakdown", False):
+        models = {"fp32": base.model, "prune-channels 50%": channels.model, "int8": int8.model}
+        console.print(op_breakdown({k: v for k, v in models.items() if v is not None}, tuple(base.spec.input_shape)))
     return targets
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, default=7, help="interleaved latency rounds (median of medians)")
+    p.add_argument("--breakdown", action="store_true", help="also print self CPU time per op (torch.profiler)")
 
 
 def main() -> None:
