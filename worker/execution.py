@@ -71,6 +71,10 @@ class LeaseLost(RuntimeError):
     """The job is no longer ours (cancelled while queued, or reassigned): stop without writing."""
 
 
+class BaseTakenOver(LeaseLost):
+    """Another job took over training our base model (it thought us dead): wait for it instead."""
+
+
 class JobFailed(RuntimeError):
     """A readable reason to fail the job."""
 
@@ -341,8 +345,10 @@ class JobExecution:
                     .values(status=MODEL_TRAINING, training_job_id=self.job_id, error=None, updated_at=utcnow())
                 )
                 if write(self.engine, lambda conn, take=take: conn.execute(take).rowcount) == 1:
-                    self.train_base(base_id, kind, span_end)
-                    continue
+                    try:
+                        self.train_base(base_id, kind, span_end)
+                    except BaseTakenOver as exc:
+                        log.warning("job %s: %s; waiting for it", self.job_id, exc)
                 continue
             waited = True
             if self.reporter.should_cancel():
@@ -417,7 +423,7 @@ class JobExecution:
                 )
             )
             if res.rowcount != 1:
-                raise LeaseLost(f"base model '{base_id}' was taken over by another job")
+                raise BaseTakenOver(f"base model '{base_id}' was taken over by another job")
             conn.execute(insert(ResultRow).values(**values))
 
         try:

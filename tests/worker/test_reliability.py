@@ -294,3 +294,36 @@ def test_test_hooks_exist_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> No
     finally:
         for hook in test_hooks.HOOKS:
             TECHNIQUES._items.pop(hook.name, None)
+
+
+def test_a_job_whose_base_model_was_taken_over_waits_for_it(
+    engine: Engine, settings: Settings, trained: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another job decided we were dead and trains the base model: we keep our lease and wait for it."""
+    ready = base(engine, trained)
+    mid = add_base_model(engine, "contested", epochs=1)
+    other = add_job(engine, mid, kind="train")
+    assert claim(engine, other)  # alive: its heartbeat is fresh
+    job_id = add_job(engine, mid)
+    real = execution.train_baseline
+
+    def finish_elsewhere() -> None:
+        time.sleep(0.5)
+        with engine.begin() as conn:
+            conn.execute(
+                update(BaseModelRow)
+                .where(BaseModelRow.id == mid)
+                .values(status="ready", artifact_path=ready.artifact_path, baseline=ready.baseline, spec=ready.spec)
+            )
+
+    def taken_over(*args: Any, **kwargs: Any) -> Any:
+        result = real(*args, **kwargs)
+        with engine.begin() as conn:
+            conn.execute(update(BaseModelRow).where(BaseModelRow.id == mid).values(training_job_id=other))
+        threading.Thread(target=finish_elsewhere).start()
+        return result
+
+    monkeypatch.setattr(execution, "train_baseline", taken_over)
+    assert execute_job(job_id, engine, settings) == "succeeded"
+    assert rows(engine, job_id) == [1]  # its own row; the baseline is the other job's
+    assert job(engine, job_id).attempts == 1
