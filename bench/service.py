@@ -247,13 +247,17 @@ def service_job(client: httpx.Client, svc: Service, model_id: str, technique: st
     return time.perf_counter() - t0, done
 
 
-def _server_span(job: dict) -> float | None:
+def _server_spans(job: dict) -> tuple[float, float] | None:
+    """(queued → started, started → finished) seconds from the job's own timestamps."""
     from datetime import datetime
 
     try:
-        return (datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["created_at"])).total_seconds()
+        created, started, finished = (
+            datetime.fromisoformat(job[k]) for k in ("created_at", "started_at", "finished_at")
+        )
     except (KeyError, TypeError, ValueError):
         return None
+    return (started - created).total_seconds(), (finished - started).total_seconds()
 
 
 def train_through_service(client: httpx.Client, svc: Service, seed: int) -> tuple[str, float, int]:
@@ -303,32 +307,28 @@ def overhead(args: argparse.Namespace, svc: Service, client: httpx.Client) -> tu
     cold_s, _ = service_job(client, svc, model_id, *WARMUP_JOB)
     console.print(f"[dim]    warm-up job {WARMUP_JOB[0]}: {cold_s:.1f} s (worker loads base model + data once)[/]")
     t = Table(title=f"#1 service overhead ({svc.stack} stack), {args.reps} alternating reps, medians")
-    for c in ("job", "in-process s", "service s", "server span s", "overhead s", "ratio"):
+    for c in ("job", "in-process s", "service s", "queued→started s", "started→finished s", "overhead s", "ratio"):
         t.add_column(c, justify="left" if c == "job" else "right")
     targets = []
     for technique, params in OVERHEAD_JOBS:
-        local, remote, spans = [], [], []
+        local, remote, waits, runs = [], [], [], []
         for _ in range(args.reps):
             local.append(run_local(technique, params))
             wall, job = service_job(client, svc, model_id, technique, params)
             remote.append(wall)
-            span = _server_span(job)
-            if span is not None:
-                spans.append(span)
+            spans = _server_spans(job)
+            if spans is not None:
+                waits.append(spans[0])
+                runs.append(spans[1])
         lo, re = statistics.median(local), statistics.median(remote)
         ratio = re / lo
-        span_s = f"{statistics.median(spans):.2f}" if spans else "—"
-        t.add_row(
-            f"{technique} {compact_params(params)}",
-            f"{lo:.2f}",
-            f"{re:.2f}",
-            span_s,
-            f"{re - lo:+.2f}",
-            f"{ratio:.2f}×",
-        )
+        wait_s = f"{statistics.median(waits):.2f}" if waits else "—"
+        run_s = f"{statistics.median(runs):.2f}" if runs else "—"
+        name = f"{technique} {compact_params(params)}"
+        t.add_row(name, f"{lo:.2f}", f"{re:.2f}", wait_s, run_s, f"{re - lo:+.2f}", f"{ratio:.2f}×")
         representative = technique == OVERHEAD_JOBS[0][0]
         what = f"service overhead, {technique} job" + ("" if representative else " (short job, diagnostic)")
-        note = f"in-process {lo:.2f} s vs service {re:.2f} s (client-observed, poll 50 ms)"
+        note = f"in-process {lo:.2f} s vs service {re:.2f} s (client-observed, poll 50 ms; queue wait {wait_s} s)"
         targets.append(Target("1", what, f"{ratio:.2f}×", "≤ 1.10×", ratio <= 1.10 if representative else None, note))
     return targets, model_id, t
 

@@ -45,9 +45,9 @@ WALL_LIMIT_S = 600.0
 RSS_LIMIT_MB = 1.5e9 / 2**20  # 1.5 GB in MiB (VmHWM is reported in KiB)
 
 
-def sweep_table(base: Base, jobs: list[Job]) -> Table:
+def sweep_table(base: Base, jobs: list[Job], peaks: dict) -> Table:
     t = Table(title="full sweep on mnist-cnn (search budget 1 pt), one job after the other")
-    for c in ("job", "params", "rows", "chosen / result", "acc %", "drop pt", "MACs ×", "size ×", "wall s"):
+    for c in ("job", "params", "rows", "chosen / result", "acc %", "drop pt", "MACs ×", "size ×", "wall s", "peak MiB"):
         t.add_column(c, justify="left" if c in ("job", "params", "chosen / result") else "right", overflow="fold")
     m = base.measurement
     t.add_row(
@@ -60,12 +60,13 @@ def sweep_table(base: Base, jobs: list[Job]) -> Table:
         "1.000",
         "1.000",
         "cached" if base.cached else f"{base.train_s:.1f}",
+        f"{peaks.get('baseline', 0):,.0f}",
     )
     for job in jobs:
+        peak = f"{peaks.get(id(job), 0):,.0f}"
         if job.error:
-            t.add_row(
-                job.technique, compact_params(job.params), "0", job.error, "—", "—", "—", "—", f"{job.wall_s:.1f}"
-            )
+            cells = ("—", "—", "—", "—", f"{job.wall_s:.1f}", peak)
+            t.add_row(job.technique, compact_params(job.params), "0", job.error, *cells)
             continue
         picked = [r for r in job.rows if not r.trial]
         r = picked[0] if picked else None
@@ -80,6 +81,7 @@ def sweep_table(base: Base, jobs: list[Job]) -> Table:
             f"{r.measurement.macs / m.macs:.3f}" if r else "—",
             f"{r.measurement.bytes / m.bytes:.3f}" if r else "—",
             f"{job.wall_s:.1f}",
+            peak,
         )
     return t
 
@@ -91,28 +93,33 @@ def run(args: argparse.Namespace, show: bool = True) -> tuple[list[Target], Base
     reset = reset_peak_rss()
     t0 = time.perf_counter()
     base = get_base(args.data, args.seed, retrain=not args.cached_base, latency_runs=args.latency_runs)
+    peaks: dict[Any, float] = {"baseline": peak_rss_mb()}  # per job: VmHWM reset before each one
     jobs: list[Job] = []
     for entry in default_sweep(quick=args.quick):
         params: dict[str, Any] = entry["params"]
         console.print(f"[dim]sweep: {entry['technique']} {compact_params(params)} ...[/]", end=" ")
+        reset_peak_rss()
         job = run_or_skip(base, entry["technique"], params, args.latency_runs, args.max_job_s)
+        peaks[id(job)] = peak_rss_mb()
         console.print(f"[dim]{job.wall_s:.1f} s{' — ' + job.error if job.error else ''}[/]")
         jobs.append(job)
     measured = time.perf_counter() - t0
-    peak = peak_rss_mb()
+    peak = max(peaks.values())
+    ran_peak = max([peaks["baseline"]] + [peaks[id(j)] for j in jobs if j.projected_s is None])
     probes = sum(j.wall_s for j in jobs if j.projected_s is not None)  # probing is not sweep work
     projected = sum(j.projected_s or 0.0 for j in jobs)
     wall = measured - probes + projected
     if show:
-        console.print(sweep_table(base, jobs))
+        console.print(sweep_table(base, jobs, peaks))
     n_jobs = 1 + len(jobs)
     failed = [j.technique for j in jobs if j.error and j.projected_s is None]
     skipped = [j.technique for j in jobs if j.projected_s is not None]
-    note = f"{n_jobs} jobs, mean {wall / n_jobs:.0f} s/job"
+    ran = n_jobs - len(skipped)
+    note = f"{ran} jobs ran in {measured - probes:.0f} s (mean {(measured - probes) / ran:.0f} s/job)"
     if skipped:
         note += (
-            f"; measured {measured - probes:.0f} s + projected ≥ {projected:.0f} s for skipped "
-            f"{', '.join(skipped)} (a lower bound: the sweep cannot finish sooner)"
+            f" + projected ≥ {projected:,.0f} s for skipped {', '.join(skipped)} "
+            "(a measured lower bound: the sweep cannot finish sooner)"
         )
     if base.cached:
         note += "; base model from cache (not trained)"
@@ -133,7 +140,8 @@ def run(args: argparse.Namespace, show: bool = True) -> tuple[list[Target], Base
             f"{peak:,.0f} MiB",
             f"≤ {RSS_LIMIT_MB:,.0f} MiB (1.5 GB)",
             peak <= RSS_LIMIT_MB,
-            "VmHWM" + (" reset before the sweep" if reset else " since process start"),
+            ("VmHWM, the max over jobs (reset before each)" if reset else "VmHWM since process start")
+            + (f"; without the skipped jobs' probes {ran_peak:,.0f} MiB" if skipped else ""),
         ),
     ]
     return targets, base
