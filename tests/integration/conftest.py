@@ -155,6 +155,24 @@ def postgres_schema() -> str:
 
 
 @pytest.fixture
+def own_postgres_schema() -> Iterator[str]:
+    """A schema of this test's own in database ``test`` (dropped afterwards): a concurrent run cannot touch it."""
+    import uuid
+
+    schema = f"netreduce_it_{uuid.uuid4().hex[:10]}"
+    try:
+        engine = sa_create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3})
+        with engine.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+    except Exception as exc:
+        unavailable("PostgreSQL at 127.0.0.1:5432", exc)
+    yield f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
 def redis_db() -> str:
     import redis
 

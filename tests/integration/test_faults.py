@@ -1,9 +1,10 @@
 """Faults that must lose nothing: real uvicorn and Celery worker processes, Redis and PostgreSQL on loopback.
 
 Timings come from settings so each test takes seconds: heartbeat every 0.5 s, stale after 3 s, the
-reaper and reconciler every 0.5 s, a queued job sent again after 4 s. The destructive tests (Redis
-and PostgreSQL restarts) run private servers on free ports, never the shared ones. Jobs that need a
-fault inside a job use the test-only techniques of ``worker/test_hooks.py`` (``NETREDUCE_TEST_HOOKS=1``):
+reaper and reconciler every 0.5 s, a queued job sent again after 4 s. Each test has a redis-server
+of its own on a free port and a PostgreSQL schema of its own (the PostgreSQL restart: a cluster of
+its own), so a restart disturbs nobody and a concurrent run of other tests cannot disturb these.
+Faults inside a job use the test-only techniques of ``worker/test_hooks.py`` (``NETREDUCE_TEST_HOOKS=1``):
 the API does not know them, so those jobs are inserted and sent the way ``api/job_service`` does it.
 """
 
@@ -239,9 +240,9 @@ def training(job: dict[str, Any]) -> bool:
 
 
 def test_sigkill_of_the_pool_process_mid_job_finishes_it_once(
-    postgres_schema: str, redis_db: str, make_stack: Any
+    own_postgres_schema: str, private_redis: PrivateRedis, make_stack: Any
 ) -> None:
-    stack = make_stack(postgres_schema, redis_db)
+    stack = make_stack(own_postgres_schema, private_redis.url)
     stack.start_api()
     worker = stack.start_worker()
     model_id, train = stack.post_model(epochs=60)
@@ -263,9 +264,9 @@ def test_sigkill_of_the_pool_process_mid_job_finishes_it_once(
 
 
 def test_sigkill_of_the_whole_worker_then_a_new_worker_picks_the_job_up(
-    postgres_schema: str, redis_db: str, make_stack: Any
+    own_postgres_schema: str, private_redis: PrivateRedis, make_stack: Any
 ) -> None:
-    stack = make_stack(postgres_schema, redis_db)
+    stack = make_stack(own_postgres_schema, private_redis.url)
     stack.start_api()
     worker = stack.start_worker("first")
     model_id, train = stack.post_model(epochs=60)
@@ -286,9 +287,9 @@ def test_sigkill_of_the_whole_worker_then_a_new_worker_picks_the_job_up(
 
 
 def test_a_job_longer_than_the_visibility_timeout_runs_once(
-    postgres_schema: str, redis_db: str, make_stack: Any
+    own_postgres_schema: str, private_redis: PrivateRedis, make_stack: Any
 ) -> None:
-    stack = make_stack(postgres_schema, redis_db, broker_visibility_timeout_s="2")
+    stack = make_stack(own_postgres_schema, private_redis.url, broker_visibility_timeout_s="2")
     stack.start_api()
     worker = stack.start_worker(concurrency=2)  # a free pool process to take the redelivered message
     model_id, train = stack.post_model(epochs=1)
@@ -307,9 +308,9 @@ def test_a_job_longer_than_the_visibility_timeout_runs_once(
 
 
 def test_a_poison_job_fails_after_max_attempts_and_others_keep_draining(
-    postgres_schema: str, redis_db: str, make_stack: Any
+    own_postgres_schema: str, private_redis: PrivateRedis, make_stack: Any
 ) -> None:
-    stack = make_stack(postgres_schema, redis_db)
+    stack = make_stack(own_postgres_schema, private_redis.url)
     stack.start_api()
     worker = stack.start_worker()
     model_id, train = stack.post_model(epochs=1)
@@ -328,11 +329,11 @@ def test_a_poison_job_fails_after_max_attempts_and_others_keep_draining(
 
 
 def test_redis_restarted_with_jobs_queued_every_job_still_ends(
-    postgres_schema: str, private_redis: PrivateRedis, make_stack: Any
+    own_postgres_schema: str, private_redis: PrivateRedis, make_stack: Any
 ) -> None:
     import redis
 
-    stack = make_stack(postgres_schema, private_redis.url, requeue_after_s="6")
+    stack = make_stack(own_postgres_schema, private_redis.url, requeue_after_s="6")
     stack.start_api()
     stack.start_worker()
     model_id, train = stack.post_model(epochs=1)
@@ -361,9 +362,9 @@ def test_redis_restarted_with_jobs_queued_every_job_still_ends(
 
 
 def test_postgres_restarted_the_api_answers_503_then_recovers(
-    private_postgres: PrivatePostgres, redis_db: str, make_stack: Any
+    private_postgres: PrivatePostgres, private_redis: PrivateRedis, make_stack: Any
 ) -> None:
-    stack = make_stack(private_postgres.url, redis_db)
+    stack = make_stack(private_postgres.url, private_redis.url)
     stack.start_api()
     job_id = stack.post_job("digits-cnn")  # no worker: it stays queued
     requests = [
@@ -403,9 +404,11 @@ def test_postgres_restarted_the_api_answers_503_then_recovers(
 
 
 def test_soft_time_limit_fails_the_job_with_timeout_and_removes_its_temp_files(
-    postgres_schema: str, redis_db: str, make_stack: Any
+    own_postgres_schema: str, private_redis: PrivateRedis, make_stack: Any
 ) -> None:
-    stack = make_stack(postgres_schema, redis_db, worker_soft_time_limit_s="3", worker_hard_time_limit_s="60")
+    stack = make_stack(
+        own_postgres_schema, private_redis.url, worker_soft_time_limit_s="3", worker_hard_time_limit_s="60"
+    )
     stack.start_api()
     model_id, train = stack.post_model(epochs=1)
     stack.train_here(train)  # before the worker starts: its 3 s limit would not leave room for training
