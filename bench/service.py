@@ -119,8 +119,9 @@ class Child:
 class Service:
     """uvicorn + a Celery worker on loopback, in a temporary folder; a context manager."""
 
-    def __init__(self, stack: str, threads: int, latency_runs: int) -> None:
+    def __init__(self, stack: str, threads: int, latency_runs: int, broker_poll_s: float | None = None) -> None:
         self.stack, self.threads, self.latency_runs = stack, threads, latency_runs
+        self.broker_poll_s = broker_poll_s
         self.children: list[Child] = []
         self.dir = Path(tempfile.mkdtemp(prefix="netreduce-bench-"))
         self.port = free_port()
@@ -144,8 +145,26 @@ class Service:
         }
         env.update({f"NETREDUCE_{k.upper()}": v for k, v in settings.items()})
         env["PYTHONUNBUFFERED"] = "1"
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+        paths = (str(ROOT), str(self.dir), env.get("PYTHONPATH", ""))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         return env
+
+    def celery_app(self) -> str:
+        """``worker.celery_app``, or (``--broker-poll``) a wrapper module in the temp folder that sets the
+        virtual transports' ``polling_interval`` (kombu's default: 1 s), to show what it costs. No effect
+        on Redis, which blocks on the queue instead of polling."""
+        if self.broker_poll_s is None:
+            return "worker.celery_app"
+        # kombu's SQLAlchemy transport passes every transport option on to create_engine (which rejects
+        # polling_interval), so the class attribute is set instead
+        (self.dir / "bench_celery_app.py").write_text(
+            "import kombu.transport.sqlalchemy\n"
+            "import kombu.transport.virtual\n\n"
+            "from worker.celery_app import app  # noqa: F401\n\n"
+            f"kombu.transport.virtual.Transport.polling_interval = {self.broker_poll_s!r}\n"
+            f"kombu.transport.sqlalchemy.Transport.polling_interval = {self.broker_poll_s!r}\n"
+        )
+        return "bench_celery_app"
 
     def _prepare_real(self) -> None:
         import redis
@@ -176,7 +195,7 @@ class Service:
             env, py = self.env(), sys.executable
             api = [py, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(self.port)]
             api += ["--log-level", "warning"]
-            worker = [py, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool=prefork", "--concurrency=1"]
+            worker = [py, "-m", "celery", "-A", self.celery_app(), "worker", "--pool=prefork", "--concurrency=1"]
             worker += ["-Q", env["NETREDUCE_QUEUE"], "--loglevel=INFO", "--without-gossip", "--without-mingle"]
             worker += ["--without-heartbeat", "-n", f"bench-{os.getpid()}@%h"]
             self.children.append(Child("api", api, env, self.dir))
@@ -306,7 +325,8 @@ def overhead(args: argparse.Namespace, svc: Service, client: httpx.Client) -> tu
     run_local = in_process_runner(client, model_id, train_job, args.threads, args.latency_runs)
     cold_s, _ = service_job(client, svc, model_id, *WARMUP_JOB)
     console.print(f"[dim]    warm-up job {WARMUP_JOB[0]}: {cold_s:.1f} s (worker loads base model + data once)[/]")
-    t = Table(title=f"#1 service overhead ({svc.stack} stack), {args.reps} alternating reps, medians")
+    poll = "" if svc.broker_poll_s is None else f", broker polling_interval {svc.broker_poll_s} s"
+    t = Table(title=f"#1 service overhead ({svc.stack} stack{poll}), {args.reps} alternating reps, medians")
     for c in ("job", "in-process s", "service s", "queued→started s", "started→finished s", "overhead s", "ratio"):
         t.add_column(c, justify="left" if c == "job" else "right")
     targets = []
@@ -488,7 +508,7 @@ def run(args: argparse.Namespace) -> list[Target]:
     targets: list[Target] = []
     try:
         with (
-            Service(args.stack, args.threads, args.latency_runs) as svc,
+            Service(args.stack, args.threads, args.latency_runs, args.broker_poll) as svc,
             httpx.Client(base_url=svc.url, timeout=60) as client,
         ):
             console.print(
@@ -520,6 +540,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reps", type=int, default=3, help="alternating repetitions of each overhead job")
     p.add_argument("--load-s", type=float, default=10.0, help="seconds of /comparison load (after 1 s warm-up)")
     p.add_argument("--skip-overhead", action="store_true", help="only #6")
+    p.add_argument(
+        "--broker-poll", type=float, default=None, help="experiment: kombu polling_interval (s) of the worker's broker"
+    )
     p.add_argument("--profile", default="", help="py-spy the API during the #6 load; raw collapsed stacks to this file")
 
 
