@@ -11,6 +11,7 @@ from api.deps import EnqueuerDep, SessionDep, SettingsDep
 from api.job_service import (
     cancel_job,
     create_compress_job,
+    defer_enqueue,
     get_job,
     job_out,
     job_rows,
@@ -40,8 +41,9 @@ def post_job(
     assert job.id is not None
     try:
         enqueue(job.id)
-    except Exception as exc:
-        raise HTTPException(503, detail=f"job {job.id} saved as queued, but the broker is unreachable: {exc}") from None
+    except Exception:
+        defer_enqueue(session, job)
+        response.headers["Retry-After"] = "0"
     response.headers["Location"] = f"/jobs/{job.id}"
     return job_out(job)
 

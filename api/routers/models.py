@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile
+from fastapi import APIRouter, File, Form, Response, UploadFile
 from pydantic import ValidationError
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from api.deps import Enqueuer, EnqueuerDep, SessionDep, SettingsDep
-from api.job_service import require_base_model
+from api.job_service import defer_enqueue, require_base_model
 from api.model_service import create_model, model_out
 from api.schemas import ModelCreate, ModelCreated, ModelOut, ModelUpload
 from api.upload_service import create_uploaded_model, spec_field_error
@@ -24,7 +24,7 @@ def post_model(
 ) -> ModelCreated:
     """Register a base model and queue its training job (202: it trains in the background)."""
     base, job = create_model(session, req, settings)
-    return _queued(base, job, enqueue, response)
+    return _queued(session, base, job, enqueue, response)
 
 
 @router.post("/upload", status_code=202, response_model=ModelCreated)
@@ -54,17 +54,15 @@ def upload_model(
         raise spec_field_error(exc) from None
     data = weights.file.read()
     base, job = create_uploaded_model(session, req, data, settings)
-    return _queued(base, job, enqueue, response)
+    return _queued(session, base, job, enqueue, response)
 
 
-def _queued(base: BaseModelRow, job: Job, enqueue: Enqueuer, response: Response) -> ModelCreated:
+def _queued(session: Session, base: BaseModelRow, job: Job, enqueue: Enqueuer, response: Response) -> ModelCreated:
     assert job.id is not None
     try:
         enqueue(job.id)
-    except Exception as exc:
-        raise HTTPException(
-            503, detail=f"model {base.id} saved, but its job {job.id} could not be queued: broker: {exc}"
-        ) from None
+    except Exception:
+        defer_enqueue(session, job)
     response.headers["Location"] = f"/models/{base.id}"
     return ModelCreated(id=base.id, training_job_id=job.id, status=base.status)
 

@@ -95,17 +95,18 @@ def test_malformed_body_is_422_not_500(client: TestClient) -> None:
     assert r.status_code == 422
 
 
-def test_broker_down_at_enqueue_is_503_and_the_job_stays_queued(
+def test_broker_down_at_enqueue_is_202_and_the_job_stays_queued_for_the_reconciler(
     client: TestClient, recorder: EnqueueRecorder, engine: Engine
 ) -> None:
     recorder.fail = True
     r = client.post("/jobs", json={"base_model_id": "digits-cnn", "technique": "quantize-dynamic"})
-    assert r.status_code == 503
-    assert "broker" in r.json()["detail"]
-    job_id = int(r.json()["detail"].split()[1])
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["status"] == "queued" and "broker is unreachable" in body["stage"]
+    assert r.headers["location"] == f"/jobs/{body['id']}"
     with Session(engine) as s:
-        job = s.get(Job, job_id)
-        assert job is not None and job.status == "queued"
+        job = s.get(Job, body["id"])
+        assert job is not None and job.status == "queued" and "reconciler" in (job.stage or "")
 
 
 def test_missing_job_is_404(client: TestClient) -> None:
