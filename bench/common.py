@@ -8,7 +8,6 @@ ratio of two things measured in the same run, because these machines are shared 
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime as dt
 import hashlib
 import json
@@ -260,36 +259,48 @@ def chosen_row(job: Job) -> Any | None:
 # -- jobs too slow to run -------------------------------------------------------------------
 
 
-_STEP_PROBES: dict[tuple[int, tuple[str, ...], int], tuple[float, float]] = {}
+_STEP_PROBES: dict[tuple[int, tuple[str, ...], int], tuple[float, float, float]] = {}
 
 
-def orthogonal_step_s(base: Base, layers: list[str], batch_size: int = 64) -> tuple[float, float]:
-    """(setup s, one training step s) of orthogonal fine-tuning on ``layers`` of the real base model:
-    what one optimizer step of ``compress.techniques.orthogonal.apply`` costs on this machine now
-    (measured once per layer set in a run)."""
+def orthogonal_step_s(base: Base, layers: list[str], batch_size: int = 64) -> tuple[float, float, float]:
+    """(setup s, one training step s, peak RSS MiB) of orthogonal fine-tuning on ``layers`` of the real
+    base model: what one optimizer step of ``compress.techniques.orthogonal.apply`` costs on this machine
+    now. Measured once per layer set in a run, in a child process, so that its memory (the backward
+    of a tall Householder product holds m×m matrices) neither counts towards nor lingers in this one."""
+    import multiprocessing as mp
+
+    from compress.persistence import model_to_bytes
+
     key = (id(base.model), tuple(layers), batch_size)
     if key not in _STEP_PROBES:
-        _STEP_PROBES[key] = _orthogonal_step_s(base, layers, batch_size)
+        blob = model_to_bytes(base.model, base.spec)
+        x, y = base.data.train_x[:batch_size].clone(), base.data.train_y[:batch_size].clone()
+        with mp.get_context("spawn").Pool(1) as pool:
+            _STEP_PROBES[key] = pool.apply(_orthogonal_step_child, (blob, x, y, layers, torch.get_num_threads()))
     return _STEP_PROBES[key]
 
 
-def _orthogonal_step_s(base: Base, layers: list[str], batch_size: int) -> tuple[float, float]:
+def _orthogonal_step_child(
+    blob: bytes, x: torch.Tensor, y: torch.Tensor, layers: list[str], threads: int
+) -> tuple[float, float, float]:
     import torch.nn.functional as F
 
+    from compress.persistence import model_from_bytes
     from compress.techniques.orthogonal import orthogonalize
 
+    torch.set_num_threads(threads)
+    model, _ = model_from_bytes(blob)
     t0 = time.perf_counter()
-    model = orthogonalize(copy.deepcopy(base.model), layers)
+    model = orthogonalize(model, layers)
     setup = time.perf_counter() - t0
     model.train()
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    x, y = base.data.train_x[:batch_size], base.data.train_y[:batch_size]
     t0 = time.perf_counter()
     loss = F.cross_entropy(model(x), y)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return setup, time.perf_counter() - t0
+    return setup, time.perf_counter() - t0, peak_rss_mb()
 
 
 def projected_job_s(base: Base, technique: str, params: dict[str, Any]) -> tuple[float, str] | None:
@@ -309,13 +320,14 @@ def projected_job_s(base: Base, technique: str, params: dict[str, Any]) -> tuple
     p = tech.params_model.model_validate(params)
     eligible = tech.search_axis.eligible(base.model, base.spec, p) if tech.search_axis else []
     layers = eligible[:1] if p.search else select_layers(base.model, p, eligible)
-    setup, step = orthogonal_step_s(base, layers, p.batch_size)
+    setup, step, peak = orthogonal_step_s(base, layers, p.batch_size)
     steps = p.epochs * math.ceil(len(base.data.train_x) / p.batch_size)
     trials = len(eligible) if p.search else 1
     total = trials * (setup + steps * step)
     how = f"measured {step:.2f} s/step (setup {setup:.1f} s) on {', '.join(layers)} × {steps} steps" + (
         f" × ≥ {trials} trials" if trials > 1 else ""
     )
+    how += f"; the probe process peaked at {peak:,.0f} MiB RSS"
     return total, how
 
 
