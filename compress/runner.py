@@ -243,20 +243,23 @@ class Runner:
                 keep(r)
                 return r
 
-            last_pass: float | None = None
-            first_fail: float | None = None
+            # Every coarse step runs (accuracy need not fall monotonically with short fine-tuning),
+            # then bisection between the strongest passing step and the next stronger one (or the
+            # axis' end when the strongest coarse step passed too).
+            passed: list[float] = []
             for value in coarse:
                 if self.ctx.cancelled():
                     break
-                r = run_at(value)
-                if passes(r):
-                    last_pass = value
-                else:
-                    first_fail = value
-                    break
-            if first_fail is not None:
-                lo = last_pass if last_pass is not None else (axis.low if axis.stronger == "higher" else axis.high)
-                hi = first_fail
+                if passes(run_at(value)):
+                    passed.append(value)
+            weakest_end = axis.low if axis.stronger == "higher" else axis.high
+            strongest_end = axis.high if axis.stronger == "higher" else axis.low
+            if passed:
+                i = coarse.index(passed[-1])
+                lo, hi = coarse[i], coarse[i + 1] if i + 1 < len(coarse) else strongest_end
+            else:
+                lo, hi = weakest_end, coarse[0]
+            if round(lo, 4) != round(hi, 4):
                 for _ in range(axis.bisect_steps):
                     if self.ctx.cancelled():
                         break
