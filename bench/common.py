@@ -320,6 +320,12 @@ def projected_job_s(base: Base, technique: str, params: dict[str, Any]) -> tuple
     p = tech.params_model.model_validate(params)
     eligible = tech.search_axis.eligible(base.model, base.spec, p) if tech.search_axis else []
     layers = eligible[:1] if p.search else select_layers(base.model, p, eligible)
+    from compress.techniques.orthogonal import AUTO_MAX_ROWS, matrix_dims
+
+    modules = dict(base.model.named_modules())
+    tall = max(matrix_dims(modules[name].weight)[0] for name in layers) > AUTO_MAX_ROWS
+    if p.train_orthogonal == "no" or (p.train_orthogonal == "auto" and tall):
+        return None  # projected once and frozen: fine-tuning costs what the baseline's training does
     setup, step, peak = orthogonal_step_s(base, layers, p.batch_size)
     steps = p.epochs * math.ceil(len(base.data.train_x) / p.batch_size)
     trials = len(eligible) if p.search else 1

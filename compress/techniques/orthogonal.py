@@ -49,6 +49,9 @@ from compress.techniques.base import (
 from compress.training import TrainConfig, seed_everything, train
 
 ORTHOGONAL_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear)
+AUTO_MAX_ROWS = 2048
+"""Above this many rows (m) PyTorch's Householder backward dominates: it grows with m²·n (mnist-cnn's
+fc1, 6272×256: ~90 s per training step on 2 cores, bench/common.py's probe), so 'auto' freezes."""
 CONVENTION = (
     "orthogonal m×n weight (m = max(out, fan_in) ≥ n = min(out, fan_in); conv weights flattened to "
     "out × in/groups·kh·kw) stores ceil(m·(n+1)/2) parameters at fp32; all other parameters dense"
@@ -61,6 +64,11 @@ class OrthogonalParams(TechniqueParams, LayerSelection, FineTune):
     orthogonal_map: Literal["matrix_exp", "cayley", "householder"] | None = Field(
         default=None,
         description="PyTorch orthogonal map; default: matrix_exp for square weights, householder otherwise.",
+    )
+    train_orthogonal: Literal["auto", "yes", "no"] = Field(
+        default="auto",
+        description="Fine-tune through the parametrization ('yes'), or project once, freeze those weights and "
+        f"fine-tune the rest ('no'); 'auto': 'no' when a matrix has more than {AUTO_MAX_ROWS} rows.",
     )
 
 
@@ -168,14 +176,30 @@ def apply(model: nn.Module, spec: ModelSpec, params: OrthogonalParams, ctx: Cont
     seed_everything(params.seed)
     new = orthogonalize(copy.deepcopy(model), layers, params.orthogonal_map)
     modules = dict(new.named_modules())
+    dims = {name: matrix_dims(modules[name].weight) for name in layers}
+    mode = params.train_orthogonal
+    if mode == "auto":
+        mode = "no" if max(m for m, _ in dims.values()) > AUTO_MAX_ROWS else "yes"
     sub = ctx.sub(0.05, 0.95, "fine-tune: ")
     cfg = TrainConfig(epochs=params.epochs, lr=params.lr, batch_size=params.batch_size, seed=params.seed)
-    train(new, ctx.data, cfg, sub.progress, ctx.should_cancel)
-    errors = {name: orthogonality_error(modules[name].weight) for name in layers}
-    bake(new, layers)
+    if mode == "yes":
+        train(new, ctx.data, cfg, sub.progress, ctx.should_cancel)
+        errors = {name: orthogonality_error(modules[name].weight) for name in layers}
+        bake(new, layers)
+    else:  # projected once, kept fixed: the other parameters (biases included) adapt around it
+        errors = {name: orthogonality_error(modules[name].weight) for name in layers}
+        bake(new, layers)
+        frozen = [modules[name].weight for name in layers]
+        for w in frozen:
+            w.requires_grad_(False)
+        try:
+            train(new, ctx.data, cfg, sub.progress, ctx.should_cancel)
+        finally:
+            for w in frozen:
+                w.requires_grad_(True)
     new.eval()
-    dims = {name: matrix_dims(modules[name].weight) for name in layers}
     notes = {
+        "orthogonal_weights_trained": mode == "yes",
         "orthogonal_layers": layers,
         "max_orthogonality_error": {name: float(f"{e:.3g}") for name, e in errors.items()},
         "matrix_m_n": {name: list(mn) for name, mn in dims.items()},

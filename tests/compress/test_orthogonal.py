@@ -8,11 +8,13 @@ import pytest
 import torch
 from torch.nn.utils import parametrize
 
-from compress.baseline import Baseline
+from compress.baseline import Baseline, resolve_spec
 from compress.datasets import DatasetSplit
+from compress.layer_spec import build_model
 from compress.persistence import model_from_bytes, model_to_bytes
 from compress.techniques import Context, get_technique
 from compress.techniques.orthogonal import (
+    AUTO_MAX_ROWS,
     CONVENTION,
     OrthogonalParams,
     householder_params,
@@ -113,3 +115,43 @@ def test_unknown_layer_lists_valid_names(digits: DatasetSplit, digits_baseline: 
             OrthogonalParams(layers=["relu1"]),
             _ctx(digits, digits_baseline),
         )
+
+
+def test_frozen_mode_keeps_the_projection_and_trains_the_rest(digits: DatasetSplit, digits_baseline: Baseline) -> None:
+    base = digits_baseline.model
+    tech = get_technique("orthogonal")
+    params = OrthogonalParams(layers=["fc1"], epochs=1, seed=3, train_orthogonal="no")
+    variant = tech.apply(base, digits_baseline.spec, params, _ctx(digits, digits_baseline))
+    modules = dict(variant.model.named_modules())
+    projected = dict(orthogonalize(copy.deepcopy(base), ["fc1"]).named_modules())["fc1"].weight.detach()
+    assert torch.allclose(modules["fc1"].weight, projected, atol=1e-6)  # frozen at the QR projection
+    q = _tall(modules["fc1"].weight)
+    assert torch.allclose(q.T @ q, torch.eye(q.shape[1]), atol=1e-5)
+    assert not torch.equal(modules["fc2"].weight, base.fc2.weight)  # the rest was fine-tuned
+    assert not torch.equal(modules["fc1"].bias, base.fc1.bias)
+    assert all(p.requires_grad for p in variant.model.parameters())
+    assert variant.notes["orthogonal_weights_trained"] is False
+
+
+def test_auto_mode_freezes_only_tall_matrices(digits: DatasetSplit, digits_baseline: Baseline) -> None:
+    tech = get_technique("orthogonal")
+    small = tech.apply(
+        digits_baseline.model,
+        digits_baseline.spec,
+        OrthogonalParams(layers=["fc1"], epochs=0),
+        _ctx(digits, digits_baseline),
+    )
+    assert small.notes["orthogonal_weights_trained"] is True  # 512 rows: trained through the parametrization
+    wide = [
+        {"name": "flat", "type": "Flatten"},
+        {"name": "up", "type": "Linear", "args": {"in_features": 64, "out_features": AUTO_MAX_ROWS + 52}},
+        {"name": "act", "type": "ReLU"},
+        {"name": "out", "type": "Linear", "args": {"in_features": AUTO_MAX_ROWS + 52, "out_features": 10}},
+    ]
+    spec = resolve_spec(wide, (1, 8, 8), 10)
+    model = build_model(spec)
+    ctx = Context(digits.subset(128, 64), model, spec, None)
+    tall = tech.apply(model, spec, OrthogonalParams(layers=["up"], epochs=1, batch_size=64), ctx)
+    assert tall.notes["orthogonal_weights_trained"] is False  # 2100 x 64: projected once and frozen
+    q = _tall(dict(tall.model.named_modules())["up"].weight)
+    assert torch.allclose(q.T @ q, torch.eye(q.shape[1]), atol=1e-5)
