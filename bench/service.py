@@ -58,6 +58,7 @@ from bench.common import (  # noqa: E402
     targets_table,
     training_config,
 )
+from store.settings import Settings  # noqa: E402
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -143,28 +144,13 @@ class Service:
             "torch_threads": str(self.threads),
             "latency_runs": str(self.latency_runs),
         }
+        if self.broker_poll_s is not None:  # else the setting's default (worker.celery_app sets it)
+            settings["broker_poll_s"] = str(self.broker_poll_s)
         env.update({f"NETREDUCE_{k.upper()}": v for k, v in settings.items()})
         env["PYTHONUNBUFFERED"] = "1"
         paths = (str(ROOT), str(self.dir), env.get("PYTHONPATH", ""))
         env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         return env
-
-    def celery_app(self) -> str:
-        """``worker.celery_app``, or (``--broker-poll``) a wrapper module in the temp folder that sets the
-        virtual transports' ``polling_interval`` (kombu's default: 1 s), to show what it costs. No effect
-        on Redis, which blocks on the queue instead of polling."""
-        if self.broker_poll_s is None:
-            return "worker.celery_app"
-        # kombu's SQLAlchemy transport passes every transport option on to create_engine (which rejects
-        # polling_interval), so the class attribute is set instead
-        (self.dir / "bench_celery_app.py").write_text(
-            "import kombu.transport.sqlalchemy\n"
-            "import kombu.transport.virtual\n\n"
-            "from worker.celery_app import app  # noqa: F401\n\n"
-            f"kombu.transport.virtual.Transport.polling_interval = {self.broker_poll_s!r}\n"
-            f"kombu.transport.sqlalchemy.Transport.polling_interval = {self.broker_poll_s!r}\n"
-        )
-        return "bench_celery_app"
 
     def _prepare_real(self) -> None:
         import redis
@@ -195,7 +181,7 @@ class Service:
             env, py = self.env(), sys.executable
             api = [py, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(self.port)]
             api += ["--log-level", "warning"]
-            worker = [py, "-m", "celery", "-A", self.celery_app(), "worker", "--pool=prefork", "--concurrency=1"]
+            worker = [py, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool=prefork", "--concurrency=1"]
             worker += ["-Q", env["NETREDUCE_QUEUE"], "--loglevel=INFO", "--without-gossip", "--without-mingle"]
             worker += ["--without-heartbeat", "-n", f"bench-{os.getpid()}@%h"]
             self.children.append(Child("api", api, env, self.dir))
@@ -325,7 +311,8 @@ def overhead(args: argparse.Namespace, svc: Service, client: httpx.Client) -> tu
     run_local = in_process_runner(client, model_id, train_job, args.threads, args.latency_runs)
     cold_s, _ = service_job(client, svc, model_id, *WARMUP_JOB)
     console.print(f"[dim]    warm-up job {WARMUP_JOB[0]}: {cold_s:.1f} s (worker loads base model + data once)[/]")
-    poll = "" if svc.broker_poll_s is None else f", broker polling_interval {svc.broker_poll_s} s"
+    poll_s = svc.broker_poll_s or Settings.model_fields["broker_poll_s"].default
+    poll = "" if svc.stack == "real" else f", broker polling every {poll_s} s"
     t = Table(title=f"#1 service overhead ({svc.stack} stack{poll}), {args.reps} alternating reps, medians")
     for c in ("job", "in-process s", "service s", "queued→started s", "started→finished s", "overhead s", "ratio"):
         t.add_column(c, justify="left" if c == "job" else "right")
@@ -541,7 +528,10 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--load-s", type=float, default=10.0, help="seconds of /comparison load (after 1 s warm-up)")
     p.add_argument("--skip-overhead", action="store_true", help="only #6")
     p.add_argument(
-        "--broker-poll", type=float, default=None, help="experiment: kombu polling_interval (s) of the worker's broker"
+        "--broker-poll",
+        type=float,
+        default=None,
+        help="NETREDUCE_BROKER_POLL_S of the service (default: the setting's); no effect on --stack real",
     )
     p.add_argument("--profile", default="", help="py-spy the API during the #6 load; raw collapsed stacks to this file")
 

@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     broker_visibility_timeout_s: int = Field(
         default=3600, ge=1, description="Redis: seconds before an unacknowledged message is delivered again."
     )
+    broker_poll_s: float = Field(
+        default=0.1,
+        gt=0,
+        le=60,
+        description="SQLAlchemy/filesystem broker: seconds between polls of the queue (kombu's default: 1).",
+    )
     queue: str = Field(default="netreduce", description="Celery queue the API sends job ids to.")
     artifact_dir: str = Field(default="var/artifacts", description="Folder for stored .safetensors models.")
     data_root: str = Field(default="data", description="Folder torchvision data sets (mnist, cifar10...) live in.")

@@ -38,7 +38,24 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
         }
     if settings.broker_url.startswith("sqla+sqlite"):
         return {"connect_args": {"timeout": 30}}
+    if settings.broker_url.startswith("filesystem://"):
+        return {"polling_interval": settings.broker_poll_s}
     return {}
+
+
+def set_broker_polling(settings: Settings) -> None:
+    """Server-less brokers poll an empty queue every ``polling_interval`` seconds (kombu: 1 s), which is
+    up to that much queue wait on every job: use ``broker_poll_s`` instead.
+
+    kombu's virtual transports read ``polling_interval`` from the transport options, and the filesystem
+    transport gets it there (:func:`broker_transport_options`). The SQLAlchemy transport passes every
+    transport option it does not know on to ``create_engine``, which rejects this one, so its class
+    attribute is set instead (one broker per process: the last app made sets it).
+    """
+    if settings.broker_url.startswith("sqla+"):
+        import kombu.transport.sqlalchemy
+
+        kombu.transport.sqlalchemy.Transport.polling_interval = settings.broker_poll_s
 
 
 def ensure_broker_folder(url: str) -> None:
@@ -51,6 +68,7 @@ def ensure_broker_folder(url: str) -> None:
 def make_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     ensure_broker_folder(settings.broker_url)
+    set_broker_polling(settings)
     app = Celery("netreduce", broker=settings.broker_url, include=["worker.tasks"])
     app.conf.update(
         task_default_queue=settings.queue,
