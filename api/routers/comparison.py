@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Header, Query
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from api.comparison_table import CSV_COLUMNS, to_csv
-from api.decision_service import ObjectivesQuery, objectives_or_422, rows_with_front
+from api.decision_service import ObjectivesQuery, objectives_or_422, rows_with_front, table_cached
 from api.deps import SessionDep
+from api.job_service import require_base_model
 
 router = APIRouter(tags=["comparison"])
 
@@ -34,11 +35,22 @@ def comparison(
     baseline ops. Search trials are left out unless include_trials=true (and then take part in the front).
     ``pareto``: no other row is at least as good on every objective and better on one."""
     objs = objectives_or_422(objectives)
-    rows = rows_with_front(session, base_model_id, include_trials, objs)
-    if format == "csv" or (format is None and accept and "text/csv" in accept):
+    as_csv = format == "csv" or (format is None and bool(accept) and "text/csv" in accept)
+    require_base_model(session, base_model_id)
+
+    def body() -> bytes:
+        rows = rows_with_front(session, base_model_id, include_trials, objs)
+        if as_csv:
+            return to_csv(rows, CSV_COLUMNS).encode("utf-8")
+        # the values are plain str/int/float/bool/None: what JSONResponse renders, without jsonable_encoder
+        return JSONResponse(rows).body
+
+    # the rendered response is kept until the model's result rows change
+    content = table_cached(session, base_model_id, ("comparison", include_trials, objs, as_csv), body)
+    if as_csv:
         return Response(
-            to_csv(rows, CSV_COLUMNS),
+            content,
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'inline; filename="comparison-{base_model_id}.csv"'},
         )
-    return rows
+    return Response(content, media_type="application/json")
