@@ -134,6 +134,22 @@ def orthogonalize(model: nn.Module, layers: list[str], orthogonal_map: str | Non
     return model
 
 
+@torch.no_grad()
+def project(model: nn.Module, layers: list[str]) -> nn.Module:
+    """Set each weight to its QR projection (orthonormal columns of the tall view, R's diagonal made
+    positive): the starting point ``orthogonalize`` gives, without registering a parametrization,
+    whose set-up for a 6272×256 matrix alone takes ~800 MB in PyTorch."""
+    modules = dict(model.named_modules())
+    for name in layers:
+        weight = modules[name].weight
+        w = weight.reshape(weight.shape[0], -1)
+        wide = w.shape[0] < w.shape[1]
+        q, r = torch.linalg.qr(w.T if wide else w, mode="reduced")
+        q = q * torch.sign(torch.diagonal(r)).where(torch.diagonal(r) != 0, torch.ones(()))
+        weight.copy_((q.T if wide else q).reshape(weight.shape))
+    return model
+
+
 def bake(model: nn.Module, layers: list[str]) -> nn.Module:
     """Replace each parametrized weight by its current (orthogonal) value: a plain model again."""
     modules = dict(model.named_modules())
@@ -174,7 +190,7 @@ def apply(model: nn.Module, spec: ModelSpec, params: OrthogonalParams, ctx: Cont
         raise ValueError("orthogonal: the model has no float Conv2d/Linear layers to make orthogonal")
     ctx.report(0.0, f"orthogonalizing {', '.join(layers)}")
     seed_everything(params.seed)
-    new = orthogonalize(copy.deepcopy(model), layers, params.orthogonal_map)
+    new = copy.deepcopy(model)
     modules = dict(new.named_modules())
     dims = {name: matrix_dims(modules[name].weight) for name in layers}
     mode = params.train_orthogonal
@@ -183,12 +199,13 @@ def apply(model: nn.Module, spec: ModelSpec, params: OrthogonalParams, ctx: Cont
     sub = ctx.sub(0.05, 0.95, "fine-tune: ")
     cfg = TrainConfig(epochs=params.epochs, lr=params.lr, batch_size=params.batch_size, seed=params.seed)
     if mode == "yes":
+        orthogonalize(new, layers, params.orthogonal_map)
         train(new, ctx.data, cfg, sub.progress, ctx.should_cancel)
         errors = {name: orthogonality_error(modules[name].weight) for name in layers}
         bake(new, layers)
     else:  # projected once, kept fixed: the other parameters (biases included) adapt around it
+        project(new, layers)
         errors = {name: orthogonality_error(modules[name].weight) for name in layers}
-        bake(new, layers)
         frozen = [modules[name].weight for name in layers]
         for w in frozen:
             w.requires_grad_(False)
