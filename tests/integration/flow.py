@@ -9,29 +9,8 @@ import json
 import httpx
 
 from compress.persistence import model_from_bytes
+from tests.api.test_comparison import COLUMNS  # the column order, written out once
 from tests.integration.conftest import Proc, wait_jobs
-
-COLUMNS = [
-    "label",
-    "technique",
-    "params",
-    "n_params",
-    "bytes",
-    "file_bytes",
-    "macs",
-    "flops",
-    "ops",
-    "sparse_macs",
-    "accuracy",
-    "accuracy_drop",
-    "latency_ms_bs1",
-    "latency_ms_bs64",
-    "size_ratio",
-    "ops_ratio",
-    "trial",
-    "job_id",
-    "created_at",
-]
 
 
 def run_flow(client: httpx.Client, procs: list[Proc]) -> None:
