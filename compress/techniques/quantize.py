@@ -29,7 +29,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 import torch
 from pydantic import Field
@@ -41,13 +41,23 @@ from compress.rebuild import register_transform
 from compress.techniques.base import Context, Technique, TechniqueParams, Variant, register_technique
 from compress.training import Cancelled
 
-Backend = Literal["fbgemm", "qnnpack"]
-BACKENDS: tuple[str, ...] = ("fbgemm", "qnnpack")
+Backend = Literal["fbgemm", "qnnpack", "x86", "onednn"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
 DEFAULT_BACKEND: Backend = "fbgemm" if "fbgemm" in torch.backends.quantized.supported_engines else "qnnpack"
 
 # Layers PyTorch has no int8 kernel for: they run in fp32 between a dequantize and a quantize.
 _FLOAT_ONLY: tuple[type[nn.Module], ...] = (nn.SiLU, nn.Softmax, nn.AdaptiveMaxPool2d, nn.BatchNorm1d)
 _CALIBRATION_BATCH = 256
+
+# What ``get_default_qconfig(backend)`` uses: (activations with reduce_range, per-channel weights).
+# fbgemm (and x86, which runs Linear and, without AVX-512 VNNI, conv on fbgemm) keeps activations to
+# 7 bits so that its u8*s8 pair sums cannot saturate int16; oneDNN and qnnpack use the full 8 bits.
+_DEFAULT_QCONFIG: dict[str, tuple[bool, bool]] = {
+    "fbgemm": (True, True),
+    "x86": (True, True),
+    "onednn": (False, True),
+    "qnnpack": (False, False),
+}
 
 
 # -- the quantized engine -------------------------------------------------------------------------
@@ -61,6 +71,11 @@ def check_backend(backend: str) -> str:
             f"quantized backend '{backend}' is not available on this machine; available: {', '.join(available)}"
         )
     return backend
+
+
+def default_per_channel(backend: str) -> bool:
+    """Whether ``backend``'s default qconfig quantizes weights per output channel (all but qnnpack)."""
+    return _DEFAULT_QCONFIG[backend][1]
 
 
 @contextmanager
@@ -249,16 +264,15 @@ def _qconfig(backend: str, per_channel: bool, observer: str) -> Any:
     )
 
     qconfig = get_default_qconfig(backend)
-    reduce_range = backend == "fbgemm"
+    reduce_range = _DEFAULT_QCONFIG[backend][0]
     activation = HistogramObserver if observer == "histogram" else MinMaxObserver
     if per_channel:
         weight = PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric)
     else:
         weight = MinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric)
-    default_per_channel = backend == "fbgemm"
     if observer != "histogram":
         qconfig = qconfig._replace(activation=activation.with_args(reduce_range=reduce_range))
-    if per_channel != default_per_channel:
+    if per_channel != default_per_channel(backend):
         qconfig = qconfig._replace(weight=weight)
     return qconfig
 
@@ -305,12 +319,15 @@ class QuantizeInt8Params(TechniqueParams):
     """Post-training static int8 quantization (eager mode): weights and activations in int8."""
 
     backend: Backend = Field(
-        default=DEFAULT_BACKEND, description="Quantized engine: fbgemm (x86 servers) or qnnpack (ARM, mobile)."
+        default=DEFAULT_BACKEND,
+        description="Quantized engine: fbgemm (x86 servers); x86 (PyTorch's own x86 default: oneDNN convs on "
+        "AVX-512 VNNI CPUs, FBGEMM Linear; the fastest for conv nets there); onednn (oneDNN for every layer, "
+        "full 8-bit activations); qnnpack (ARM, mobile).",
     )
     per_channel: bool | None = Field(
         default=None,
         description="One weight scale per output channel instead of per tensor; null = the backend's default "
-        "(fbgemm: per channel, qnnpack: per tensor).",
+        "(qnnpack: per tensor, the others: per channel).",
     )
     observer: Literal["minmax", "histogram"] = Field(
         default="histogram", description="How calibration sets activation ranges: min-max or histogram (MSE)."
@@ -329,7 +346,7 @@ def quantize_int8(model: nn.Module, spec: ModelSpec, params: QuantizeInt8Params,
     from torch.ao.quantization import convert
 
     backend = check_backend(params.backend)
-    per_channel = params.per_channel if params.per_channel is not None else backend == "fbgemm"
+    per_channel = params.per_channel if params.per_channel is not None else default_per_channel(backend)
     step: dict[str, Any] = {"kind": "quantize-int8", "backend": backend, "per_channel": per_channel}
     step["observer"] = params.observer
     n = params.calibration_samples or ctx.calibration_samples
@@ -383,7 +400,9 @@ class QuantizeDynamicParams(TechniqueParams):
     """Dynamic int8 quantization: Linear weights stored in int8, activations quantized per batch."""
 
     backend: Backend = Field(
-        default=DEFAULT_BACKEND, description="Quantized engine: fbgemm (x86 servers) or qnnpack (ARM, mobile)."
+        default=DEFAULT_BACKEND,
+        description="Quantized engine: fbgemm (x86 servers); x86 (PyTorch's x86 default, FBGEMM for Linear); "
+        "onednn (oneDNN); qnnpack (ARM, mobile).",
     )
     per_channel: bool = Field(default=False, description="One weight scale per output feature instead of per tensor.")
 

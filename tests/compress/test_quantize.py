@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +20,14 @@ from compress.persistence import model_from_bytes, model_to_bytes
 from compress.runner import JobInputError, Runner, Step
 from compress.size import dense_size
 from compress.techniques.base import TECHNIQUES, Context, Variant, get_technique
-from compress.techniques.quantize import QuantizedSequential
+from compress.techniques.quantize import (
+    BACKENDS,
+    QuantizedSequential,
+    _qconfig,
+    check_backend,
+    default_per_channel,
+    quantized_engine,
+)
 
 # digits-cnn on 1x8x8: (weight elements, output channels / features) of each weighted layer.
 DIGITS_LAYERS = {"conv1": (144, 16), "conv2": (4608, 32), "fc1": (32768, 64), "fc2": (640, 10)}
@@ -116,8 +124,8 @@ def test_bytes_are_a_quarter_of_fp32_plus_qparams(
     assert (ops.macs, ops.activation_ops) == (ops_fp32.macs, ops_fp32.activation_ops) == (337_536, 3_136)
 
 
-@pytest.mark.parametrize("backend", ["fbgemm", "qnnpack"])
-def test_both_backends_run_and_stay_within_one_point(
+@pytest.mark.parametrize("backend", ["fbgemm", "qnnpack", "x86", "onednn"])
+def test_every_backend_runs_and_stays_within_one_point(
     digits: DatasetSplit, digits_baseline: Baseline, backend: str
 ) -> None:
     base_acc = digits_baseline.measurement.accuracy
@@ -130,24 +138,67 @@ def test_both_backends_run_and_stay_within_one_point(
     m = result.row.measurement
     assert m.accuracy is not None and abs(base_acc - m.accuracy) <= 1.0
     assert m.latency_ms_bs1 is not None and m.latency_ms_bs64 is not None
-    assert m.bytes == _expected_int8_bytes(per_channel=backend == "fbgemm")
-    weights = "per-channel" if backend == "fbgemm" else "per-tensor"
+    assert m.bytes == _expected_int8_bytes(per_channel=backend != "qnnpack")
+    weights = "per-tensor" if backend == "qnnpack" else "per-channel"
     assert result.row.label == f"quantize-int8 backend={backend} ({backend}, {weights}, histogram)"
     assert result.spec.transforms[-1]["backend"] == backend
+    assert isinstance(result.model, QuantizedSequential) and result.model.backend == backend
     assert torch.backends.quantized.engine == engine  # measuring did not leave the engine switched
 
 
-def test_qnnpack_model_does_not_depend_on_the_global_engine(digits: DatasetSplit, digits_baseline: Baseline) -> None:
-    v = _apply("quantize-int8", digits_baseline, digits, backend="qnnpack")
+# An engine whose kernels give the model different outputs (fbgemm, x86 and onednn agree on digits-cnn).
+FOREIGN_ENGINE = {"qnnpack": "fbgemm", "fbgemm": "qnnpack", "x86": "qnnpack", "onednn": "qnnpack"}
+
+
+@pytest.mark.parametrize("backend", ["qnnpack", "fbgemm", "x86", "onednn"])
+def test_model_does_not_depend_on_the_global_engine(
+    digits: DatasetSplit, digits_baseline: Baseline, backend: str
+) -> None:
+    v = _apply("quantize-int8", digits_baseline, digits, backend=backend)
     x = digits.eval_x
     ref = v.model(x)
-    torch.backends.quantized.engine = "fbgemm"
-    # weights are re-packed when loaded or copied: that must happen for qnnpack, not the global engine
-    loaded, _ = model_from_bytes(model_to_bytes(v.model, v.spec))
+    foreign = FOREIGN_ENGINE[backend]
+    with quantized_engine(foreign):  # what the binding prevents: weights re-packed for the foreign engine
+        unbound = copy.deepcopy(nn.Sequential(OrderedDict(v.model.named_children())))
+        assert not torch.equal(unbound(x), ref)
+    torch.backends.quantized.engine = foreign
+    # weights are re-packed when loaded or copied: that must happen for the model's backend, not the global engine
+    loaded, spec = model_from_bytes(model_to_bytes(v.model, v.spec))
+    assert isinstance(loaded, QuantizedSequential) and loaded.backend == backend
+    assert spec.transforms[-1]["backend"] == backend
     assert torch.equal(loaded(x), ref)
-    assert torch.equal(copy.deepcopy(v.model)(x), ref)
+    copied = copy.deepcopy(v.model)
+    assert copied.backend == backend and torch.equal(copied(x), ref)
     assert torch.equal(v.model(x), ref)
-    assert torch.backends.quantized.engine == "fbgemm"
+    assert torch.backends.quantized.engine == foreign
+
+
+@pytest.mark.filterwarnings("ignore:Please use quant_min and quant_max")
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("observer", ["histogram", "minmax"])
+def test_qconfig_follows_torch_default_for_each_backend(backend: str, observer: str) -> None:
+    """Activation reduce_range and per-channel weights as ``get_default_qconfig(backend)`` has them,
+    whichever observer; the weight scheme flips only when asked."""
+    from torch.ao.quantization import get_default_qconfig
+
+    torch_default = get_default_qconfig(backend)
+    per_channel_schemes = (torch.per_channel_symmetric, torch.per_channel_affine)
+    torch_per_channel = torch_default.weight().qscheme in per_channel_schemes
+    assert default_per_channel(backend) == torch_per_channel == (backend != "qnnpack")
+    ours = _qconfig(backend, default_per_channel(backend), observer)
+    assert ours.activation().reduce_range == torch_default.activation().reduce_range == (backend in ("fbgemm", "x86"))
+    assert type(ours.activation()).__name__ == ("HistogramObserver" if observer == "histogram" else "MinMaxObserver")
+    assert ours.weight().qscheme == torch_default.weight().qscheme
+    flipped = _qconfig(backend, not default_per_channel(backend), observer)
+    assert (flipped.weight().qscheme in per_channel_schemes) == (not torch_per_channel)
+    assert flipped.weight().dtype == torch.qint8
+
+
+def test_unavailable_backend_is_rejected_with_the_available_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(type(torch.backends.quantized), "supported_engines", property(lambda _: ["qnnpack", "none"]))
+    assert check_backend("qnnpack") == "qnnpack"
+    with pytest.raises(ValueError, match=r"'x86' is not available on this machine; available: qnnpack$"):
+        check_backend("x86")
 
 
 def test_calibration_is_seeded(digits: DatasetSplit, digits_baseline: Baseline) -> None:
@@ -166,8 +217,13 @@ def test_calibration_is_seeded(digits: DatasetSplit, digits_baseline: Baseline) 
         ("quantize-int8", {"per_channel": True}),
         ("quantize-int8", {"per_channel": False, "observer": "minmax"}),
         ("quantize-int8", {"backend": "qnnpack"}),
+        ("quantize-int8", {"backend": "x86"}),
+        ("quantize-int8", {"backend": "onednn"}),
+        ("quantize-int8", {"backend": "onednn", "per_channel": False, "observer": "minmax"}),
         ("quantize-dynamic", {}),
         ("quantize-dynamic", {"per_channel": True}),
+        ("quantize-dynamic", {"backend": "x86"}),
+        ("quantize-dynamic", {"backend": "onednn", "per_channel": True}),
     ],
 )
 def test_safetensors_round_trip_gives_identical_outputs(
@@ -342,7 +398,7 @@ def test_rejects_quantized_input_search_and_unknown_options(int8: Variant, digit
         Runner(_ctx(digits, int8.model, int8.spec)).run(
             [Step(technique="quantize-int8", params={"search": True})], int8.model, int8.spec
         )
-    for bad in ({"backend": "x86"}, {"observer": "mse"}, {"calibration_samples": 0}, {"bits": 4}):
+    for bad in ({"backend": "xnnpack"}, {"observer": "mse"}, {"calibration_samples": 0}, {"bits": 4}):
         with pytest.raises(ValueError):
             tech.params_model(**bad)
     with pytest.raises(ValueError):
