@@ -1,5 +1,7 @@
-"""Issue 7 #2 and #3 (and issue 3's latency targets): quantize-int8 (fbgemm) and prune-channels remove
-50 % against the fp32 base model, latency measured in interleaved rounds in this one run.
+"""Issue 7 #2 and #3 (and issue 3's latency targets): quantize-int8 (fbgemm, and PyTorch's x86 engine
+beside it) and prune-channels remove 50 % against the fp32 base model, latency measured in
+interleaved rounds in this one run; the fp32 models also with PyTorch's own NCHW pooling (before
+``compress.pooling``), as diagnostics.
 
 Usage: python -m bench.latency [--threads 2] [--rounds 7] [--latency-runs 20]
 """
@@ -7,6 +9,7 @@ Usage: python -m bench.latency [--threads 2] [--rounds 7] [--latency-runs 20]
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 
@@ -14,6 +17,7 @@ if __package__ in (None, ""):  # run as a file: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rich.table import Table  # noqa: E402
+from torch import nn  # noqa: E402
 
 from bench.common import (  # noqa: E402
     Base,
@@ -32,8 +36,77 @@ from bench.common import (  # noqa: E402
 )
 
 INT8 = {"backend": "fbgemm"}
+INT8_X86 = {"backend": "x86"}
+"""PyTorch's x86 engine (oneDNN conv, FBGEMM linear): measured beside the issue's fbgemm."""
 CHANNELS_50 = {"amount": 0.5, "mode": "remove", "epochs": 1}
 L1_GLOBAL_80 = {"scope": "global", "amount": 0.8, "retrain": "finetune", "epochs": 1}
+TORCH_POOLING = "fp32, PyTorch's NCHW pooling"
+
+
+def with_torch_pooling(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose pooling layers are PyTorch's own ``nn.MaxPool2d`` / ``nn.AvgPool2d``
+    instead of :mod:`compress.pooling`'s: the fp32 latency before that fix, for before/after rows."""
+    from compress import pooling
+
+    twin = copy.deepcopy(model)
+    for parent in twin.modules():
+        for name, child in list(parent.named_children()):
+            if type(child) is pooling.MaxPool2d:
+                plain: nn.Module = nn.MaxPool2d(
+                    child.kernel_size,
+                    child.stride,
+                    child.padding,
+                    child.dilation,
+                    child.return_indices,
+                    child.ceil_mode,
+                )
+            elif type(child) is pooling.AvgPool2d:
+                plain = nn.AvgPool2d(
+                    child.kernel_size,
+                    child.stride,
+                    child.padding,
+                    child.ceil_mode,
+                    child.count_include_pad,
+                    child.divisor_override,
+                )
+            else:
+                continue
+            setattr(parent, name, plain)
+    return twin
+
+
+def _int8_targets(item: str, label: str, by_model: dict[str, dict[int, float]], job: Job, base_acc: float) -> list:
+    if label not in by_model:
+        return [Target(item, f"int8 ({label}) vs fp32", "—", "≥ 4× bs64", None, job.error or "no model")]
+    fp32, int8 = by_model["fp32"], by_model[label]
+    r64, r1 = fp32[64] / int8[64], fp32[1] / int8[1]
+    acc = job.rows[0].measurement.accuracy
+    return [
+        Target(
+            item,
+            f"int8 ({label}) latency ratio, batch 64",
+            f"{r64:.2f}×",
+            "≥ 4×",
+            r64 >= 4,
+            f"fp32 {fp32[64]:.2f} ms vs int8 {int8[64]:.2f} ms",
+        ),
+        Target(
+            item,
+            f"int8 ({label}) latency ratio, batch 1",
+            f"{r1:.2f}×",
+            "≥ 1.3×",
+            r1 >= 1.3,
+            f"fp32 {fp32[1]:.3f} ms vs int8 {int8[1]:.3f} ms",
+        ),
+        Target(
+            item,
+            f"int8 ({label}) accuracy loss",
+            f"{base_acc - acc:.2f} pt",
+            "≤ 0.5 pt",
+            base_acc - acc <= 0.5,
+            f"fp32 {base_acc:.2f} % vs int8 {acc:.2f} %",
+        ),
+    ]
 
 
 def latency_targets(
@@ -44,40 +117,36 @@ def latency_targets(
     runs: int = 20,
     item_int8: str = "2",
     item_channels: str = "3",
+    more_int8: dict[str, Job] | None = None,
 ) -> tuple[list[Target], dict[str, dict[int, float]]]:
-    """Targets of int8 and prune-channels vs the fp32 base, from interleaved latency rounds."""
-    models = {"fp32": base.model}
-    for label, job in (("int8", int8), ("channels", channels)):
+    """Targets of int8 (``int8`` is fbgemm, the issue's; ``more_int8`` other engines by label) and
+    prune-channels vs the fp32 base, from interleaved latency rounds. The fp32 models run with
+    PyTorch's own pooling too (:data:`TORCH_POOLING`): the ratios before :mod:`compress.pooling`,
+    reported as diagnostics (n/a), not as targets."""
+    int8_jobs = {"fbgemm": int8, **(more_int8 or {})}
+    models = {"fp32": base.model, TORCH_POOLING: with_torch_pooling(base.model)}
+    for label, job in (*int8_jobs.items(), ("channels", channels)):
         if job.model is not None:
             models[label] = job.model
+    if channels.model is not None:
+        models[f"channels, {TORCH_POOLING}"] = with_torch_pooling(channels.model)
     shape = tuple(base.spec.input_shape)
     lat = {bs: interleaved_latency(models, shape, bs, rounds=rounds, runs=runs) for bs in (1, 64)}
     by_model = {name: {bs: lat[bs][name] for bs in lat} for name in models}
     base_acc = base.measurement.accuracy
     out: list[Target] = []
-
-    job = int8
-    if "int8" in by_model:
-        row = job.rows[0]
-        r64 = by_model["fp32"][64] / by_model["int8"][64]
-        r1 = by_model["fp32"][1] / by_model["int8"][1]
-        loss = base_acc - row.measurement.accuracy
-        note = f"fp32 {by_model['fp32'][64]:.2f} ms vs int8 {by_model['int8'][64]:.2f} ms"
-        out.append(Target(item_int8, "int8 (fbgemm) latency ratio, batch 64", f"{r64:.2f}×", "≥ 4×", r64 >= 4, note))
-        note = f"fp32 {by_model['fp32'][1]:.3f} ms vs int8 {by_model['int8'][1]:.3f} ms"
-        out.append(Target(item_int8, "int8 (fbgemm) latency ratio, batch 1", f"{r1:.2f}×", "≥ 1.3×", r1 >= 1.3, note))
-        out.append(
-            Target(
-                item_int8,
-                "int8 (fbgemm) accuracy loss",
-                f"{loss:.2f} pt",
-                "≤ 0.5 pt",
-                loss <= 0.5,
-                f"fp32 {base_acc:.2f} % vs int8 {row.measurement.accuracy:.2f} %",
+    for label, job in int8_jobs.items():
+        out += _int8_targets(item_int8, label, by_model, job, base_acc)
+    before = by_model[TORCH_POOLING][64]
+    for label in int8_jobs:
+        if label in by_model:
+            r = before / by_model[label][64]
+            note = f"{TORCH_POOLING} {before:.2f} ms vs int8 {by_model[label][64]:.2f} ms (before compress.pooling)"
+            out.append(
+                Target(
+                    item_int8, f"(diagnostic) int8 ({label}) vs {TORCH_POOLING}, batch 64", f"{r:.2f}×", "—", None, note
+                )
             )
-        )
-    else:
-        out.append(Target(item_int8, "int8 (fbgemm) vs fp32", "—", "≥ 4× bs64", None, job.error or "no model"))
 
     job = channels
     if "channels" in by_model:
@@ -88,6 +157,18 @@ def latency_targets(
         note = f"fp32 {by_model['fp32'][64]:.2f} ms vs pruned {by_model['channels'][64]:.2f} ms"
         what = "prune-channels remove 50 % latency ratio, batch 64"
         out.append(Target(item_channels, what, f"{r64:.2f}×", "≥ 3×", r64 >= 3, note))
+        old = by_model[f"channels, {TORCH_POOLING}"][64]
+        note = f"{before:.2f} ms vs {old:.2f} ms (before compress.pooling)"
+        out.append(
+            Target(
+                item_channels,
+                "(diagnostic) the same, both with PyTorch's NCHW pooling",
+                f"{before / old:.2f}×",
+                "—",
+                None,
+                note,
+            )
+        )
         out.append(
             Target(item_channels, "prune-channels remove 50 % MACs ratio", f"{macs:.3f}×", "≤ 0.3×", macs <= 0.3)
         )
@@ -158,10 +239,19 @@ def op_breakdown(
 def run(args: argparse.Namespace, base: Base | None = None) -> list[Target]:
     base = base or get_base(args.data, args.seed, args.retrain, args.latency_runs)
     int8 = run_job(base, "quantize-int8", INT8, args.latency_runs, keep_model=True)
+    x86 = run_job(base, "quantize-int8", INT8_X86, args.latency_runs, keep_model=True)
     channels = run_job(base, "prune-channels", CHANNELS_50, args.latency_runs, keep_model=True)
-    targets, _ = latency_targets(base, int8, channels, rounds=args.rounds, runs=args.latency_runs)
+    targets, _ = latency_targets(
+        base, int8, channels, rounds=args.rounds, runs=args.latency_runs, more_int8={"x86": x86}
+    )
     if getattr(args, "breakdown", False):
-        models = {"fp32": base.model, "prune-channels 50%": channels.model, "int8": int8.model}
+        models = {
+            "fp32": base.model,
+            TORCH_POOLING: with_torch_pooling(base.model),
+            "prune-channels 50%": channels.model,
+            "int8 fbgemm": int8.model,
+            "int8 x86": x86.model,
+        }
         console.print(op_breakdown({k: v for k, v in models.items() if v is not None}, tuple(base.spec.input_shape)))
     return targets
 
