@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar
 
 from fastapi import HTTPException, Query
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlmodel import Session
 
 from api.comparison_table import comparison_rows
@@ -84,20 +84,32 @@ _table_cache: OrderedDict[tuple[Any, ...], tuple[tuple[Any, ...], Any]] = Ordere
 _table_cache_lock = threading.Lock()
 
 
+def _fingerprint_statement() -> Select[Any]:
+    t, m = ResultRow.__table__.c, BaseModelRow.__table__.c
+    model_id = bindparam("base_model_id")
+    known = select(m.id).where(m.id == model_id).scalar_subquery()
+    newest = select(t.created_at).where(t.base_model_id == model_id).order_by(t.id.desc()).limit(1)
+    return select(known, func.count(), func.max(t.id), newest.scalar_subquery()).where(t.base_model_id == model_id)
+
+
+_FINGERPRINT = _fingerprint_statement()
+
+
 def table_fingerprint(session: Session, base_model_id: str) -> tuple[Any, ...]:
-    """Changes whenever the model's result rows do. Rows are only ever inserted (never updated), so their
-    count and largest id suffice; the newest row's ``created_at`` also tells a database recreated with
-    the same ids apart. Answered from the index ix_result_rows_base_model_id (~0.1 ms for 500 rows)."""
-    t = ResultRow.__table__.c
-    newest = select(t.created_at).where(t.base_model_id == base_model_id).order_by(t.id.desc()).limit(1)
-    stmt = select(func.count(), func.max(t.id), newest.scalar_subquery()).where(t.base_model_id == base_model_id)
-    return tuple(session.connection().execute(stmt).one())
+    """Changes whenever the model's result rows do; 404 (listing the models) when the base model does not
+    exist. Rows are only ever inserted (never updated), so their count and largest id suffice; the newest
+    row's ``created_at`` also tells a database recreated with the same ids apart. One query, answered from
+    the primary key of base_models and the index ix_result_rows_base_model_id (~0.1 ms for 500 rows)."""
+    known, *fingerprint = session.connection().execute(_FINGERPRINT, {"base_model_id": base_model_id}).one()
+    if known is None:
+        require_base_model(session, base_model_id)  # raises the 404 (unless the model was created meanwhile)
+    return tuple(fingerprint)
 
 
 def table_cached(session: Session, base_model_id: str, key: tuple[Any, ...], build: Callable[[], T]) -> T:
     """``build()``, kept per (database, base model, ``key``) until the model's result rows change (see
-    :func:`table_fingerprint`, read before building: a value is never older than its fingerprint). The
-    value is shared between requests: never mutate it."""
+    :func:`table_fingerprint`, read before building: a value is never older than its fingerprint); 404
+    when the base model does not exist. The value is shared between requests: never mutate it."""
     bind = session.get_bind()
     full_key = (id(bind), str(bind.url), base_model_id, *key)
     fingerprint = table_fingerprint(session, base_model_id)
@@ -123,7 +135,6 @@ def rows_with_front(
 ) -> list[dict[str, Any]]:
     """The comparison rows of a base model (404 if unknown), each with ``pareto: bool`` appended.
     Cached until the model's rows change (:func:`table_cached`); the caller gets its own copies."""
-    require_base_model(session, base_model_id)
     objs = parse_objectives(objectives)
 
     def build() -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ from fastapi.responses import JSONResponse, Response
 from api.comparison_table import CSV_COLUMNS, to_csv
 from api.decision_service import ObjectivesQuery, objectives_or_422, rows_with_front, table_cached
 from api.deps import SessionDep
-from api.job_service import require_base_model
 
 router = APIRouter(tags=["comparison"])
 
@@ -36,7 +35,6 @@ def comparison(
     ``pareto``: no other row is at least as good on every objective and better on one."""
     objs = objectives_or_422(objectives)
     as_csv = format == "csv" or (format is None and bool(accept) and "text/csv" in accept)
-    require_base_model(session, base_model_id)
 
     def body() -> bytes:
         rows = rows_with_front(session, base_model_id, include_trials, objs)
@@ -45,7 +43,7 @@ def comparison(
         # the values are plain str/int/float/bool/None: what JSONResponse renders, without jsonable_encoder
         return JSONResponse(rows).body
 
-    # the rendered response is kept until the model's result rows change
+    # the rendered response is kept until the model's result rows change; 404 for an unknown model
     content = table_cached(session, base_model_id, ("comparison", include_trials, objs, as_csv), body)
     if as_csv:
         return Response(
