@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -38,3 +39,24 @@ def test_callers_get_their_own_rows(engine: Engine) -> None:
         rows[0]["label"] = "changed"
         rows.append({})
         assert [r["label"] for r in rows_with_front(s, mid, False)] == ["baseline"]
+
+
+def test_a_cached_comparison_is_one_query(client: TestClient, engine: Engine) -> None:
+    mid = add_model(engine)
+    add_row(engine, add_job(engine, mid, technique="baseline"), mid, 0)
+    params = {"base_model_id": mid}
+    first = client.get("/comparison", params=params)
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        again = client.get("/comparison", params=params)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert again.status_code == 200 and again.content == first.content
+    assert len(statements) == 1, statements
+    unknown = client.get("/comparison", params={"base_model_id": "ghost"})
+    assert unknown.status_code == 404 and mid in unknown.json()["detail"]
