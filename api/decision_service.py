@@ -12,10 +12,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar
 
 from fastapi import HTTPException, Query
+from fastapi.responses import JSONResponse
 from sqlalchemy import Select, bindparam, func, select
 from sqlmodel import Session
 
-from api.comparison_table import comparison_rows
+from api.comparison_table import CSV_COLUMNS, comparison_rows, to_csv
 from api.job_service import require_base_model, unprocessable
 from compress.pareto import (
     DEFAULT_OBJECTIVES,
@@ -142,6 +143,22 @@ def rows_with_front(
 
     rows = table_cached(session, base_model_id, ("rows", include_trials, objs), build)
     return [dict(r) for r in rows]
+
+
+def comparison_body(
+    session: Session, base_model_id: str, include_trials: bool, objectives: tuple[Objective, ...], as_csv: bool
+) -> bytes:
+    """The /comparison body, JSON or CSV, rendered once and kept until the model's result rows change
+    (:func:`table_cached`: one query on a hit); 404 when the base model does not exist."""
+
+    def build() -> bytes:
+        rows = rows_with_front(session, base_model_id, include_trials, objectives)
+        if as_csv:
+            return to_csv(rows, CSV_COLUMNS).encode("utf-8")
+        # the values are plain str/int/float/bool/None: what JSONResponse renders, without jsonable_encoder
+        return JSONResponse(rows).body
+
+    return table_cached(session, base_model_id, ("comparison", include_trials, objectives, as_csv), build)
 
 
 def recommendation_for(

@@ -2,24 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import contextlib
+from collections.abc import Callable
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Query
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import Response
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
-from api.comparison_table import CSV_COLUMNS, to_csv
-from api.decision_service import ObjectivesQuery, objectives_or_422, rows_with_front, table_cached
-from api.deps import SessionDep
+from api.decision_service import ObjectivesQuery, comparison_body, objectives_or_422
+from store.db import get_session
 
 router = APIRouter(tags=["comparison"])
+
+SessionOpener = Callable[[], contextlib.AbstractContextManager[Session]]
+
+
+async def session_opener(request: Request) -> SessionOpener:
+    """The request's database session as a context manager, for a route to open in its one worker thread.
+
+    ``SessionDep`` with a sync route hops to the threadpool three times per request (the session
+    dependency's start and end, and the route); a cached /comparison needs one hop for its one query.
+    Follows overrides of ``get_session``, as tests set them."""
+    return contextlib.contextmanager(request.app.dependency_overrides.get(get_session, get_session))
+
+
+SessionOpenerDep = Annotated[SessionOpener, Depends(session_opener)]
 
 
 @router.get(
     "/comparison",
     responses={200: {"content": {"text/csv": {}, "application/json": {}}, "description": "rows, baseline first"}},
 )
-def comparison(
-    session: SessionDep,
+async def comparison(
+    open_session: SessionOpenerDep,
     base_model_id: str = Query(max_length=64, description="GET /models lists them.", examples=["digits-cnn"]),
     format: Literal["json", "csv"] | None = Query(
         default=None, description="Default: JSON, or CSV for Accept: text/csv."
@@ -27,7 +44,7 @@ def comparison(
     include_trials: bool = Query(default=False, description="Also the search trials (trial=true rows)."),
     objectives: str = ObjectivesQuery,
     accept: str | None = Header(default=None),
-) -> Any:
+) -> Response:
     """Columns in this order: label, technique, params, n_params, bytes, file_bytes, macs, flops, ops,
     sparse_macs, accuracy, accuracy_drop, latency_ms_bs1, latency_ms_bs64, size_ratio, ops_ratio, trial,
     job_id, created_at, pareto. ``params`` is compact JSON; size_ratio = bytes / baseline bytes, ops_ratio = ops /
@@ -37,14 +54,10 @@ def comparison(
     as_csv = format == "csv" or (format is None and bool(accept) and "text/csv" in accept)
 
     def body() -> bytes:
-        rows = rows_with_front(session, base_model_id, include_trials, objs)
-        if as_csv:
-            return to_csv(rows, CSV_COLUMNS).encode("utf-8")
-        # the values are plain str/int/float/bool/None: what JSONResponse renders, without jsonable_encoder
-        return JSONResponse(rows).body
+        with open_session() as session:
+            return comparison_body(session, base_model_id, include_trials, objs, as_csv)
 
-    # the rendered response is kept until the model's result rows change; 404 for an unknown model
-    content = table_cached(session, base_model_id, ("comparison", include_trials, objs, as_csv), body)
+    content = await run_in_threadpool(body)
     if as_csv:
         return Response(
             content,
