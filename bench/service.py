@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import copy
+import gc
 import math
 import os
 import random
@@ -405,9 +406,14 @@ def fill_comparison(svc: Service, client: httpx.Client, model_id: str, total: in
 
 
 async def _load(url: str, path: str, params: dict, clients: int, duration_s: float, max_requests: int) -> dict:
+    """``clients`` independent httpx clients (one connection each) call ``path`` in a loop; every body is
+    read in full (and decoded, if the server compressed it), not parsed. The objects of this process
+    (torch, rich, ...: ~200,000) are frozen out of the garbage collector meanwhile: a full collection
+    walking them paused every client for ~100 ms, once per run."""
     latencies: list[float] = []
     errors: list[str] = []
     sizes: set[int] = set()
+    wire: set[tuple[int, str]] = set()
     stop_at = 0.0
     count = 0
 
@@ -423,24 +429,36 @@ async def _load(url: str, path: str, params: dict, clients: int, duration_s: flo
                 if r.status_code == 200:
                     latencies.append(dt)
                     sizes.add(len(body))
+                    wire.add((r.num_bytes_downloaded, r.headers.get("content-encoding", "identity")))
                 else:
                     errors.append(f"HTTP {r.status_code}")
             except httpx.HTTPError as exc:
                 errors.append(type(exc).__name__)
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # one pool per client, as separate clients would have: a shared pool checks all its idle connections
+    # (a poll and a getpeername each) whenever any request starts or ends
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     timeout = httpx.Timeout(10.0)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout) as client:
-        stop_at = time.perf_counter() + 1.0  # warm-up: connections opened, caches warm; not counted
-        await asyncio.gather(*(client_loop(client) for _ in range(clients)))
-        latencies.clear()
-        errors.clear()
-        count = 0
-        t0 = time.perf_counter()
-        stop_at = t0 + duration_s
-        await asyncio.gather(*(client_loop(client) for _ in range(clients)))
-        elapsed = time.perf_counter() - t0
-    return {"latencies": latencies, "errors": errors, "elapsed": elapsed, "bytes": sorted(sizes)}
+    gc.collect()
+    gc.freeze()
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            pool = [
+                await stack.enter_async_context(httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout))
+                for _ in range(clients)
+            ]
+            stop_at = time.perf_counter() + 1.0  # warm-up: connections opened, caches warm; not counted
+            await asyncio.gather(*(client_loop(c) for c in pool))
+            latencies.clear()
+            errors.clear()
+            count = 0
+            t0 = time.perf_counter()
+            stop_at = t0 + duration_s
+            await asyncio.gather(*(client_loop(c) for c in pool))
+            elapsed = time.perf_counter() - t0
+    finally:
+        gc.unfreeze()
+    return {"latencies": latencies, "errors": errors, "elapsed": elapsed, "bytes": sorted(sizes), "wire": sorted(wire)}
 
 
 def profile_api(svc: Service, out: str, duration_s: float) -> subprocess.Popen | None:
@@ -482,9 +500,10 @@ def comparison_load(args: argparse.Namespace, svc: Service, client: httpx.Client
     p50 = 1000 * percentile(lat, 50) if lat else float("nan")
     p99 = 1000 * percentile(lat, 99) if lat else float("nan")
     size = res["bytes"][-1] if res["bytes"] else 0
+    wire = ", ".join(f"{b:,} {encoding}" for b, encoding in res["wire"]) or "—"
     note = (
-        f"{n} OK in {res['elapsed']:.1f} s, {len(res['errors'])} errors, {size:,} bytes/response, "
-        f"p50 {p50:.1f} ms, one request alone {one_ms:.1f} ms; client and server share the cores"
+        f"{n} OK in {res['elapsed']:.1f} s, {len(res['errors'])} errors, {size:,} bytes/response ({wire} on the "
+        f"wire), p50 {p50:.1f} ms, one request alone {one_ms:.1f} ms; client and server share the cores"
     )
     what = f"/comparison ({len(rows)} rows), {CLIENTS} clients"
     return [
