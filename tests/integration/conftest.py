@@ -24,8 +24,10 @@ from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parents[2]
-REDIS_URL = "redis://127.0.0.1:6379/13"
-PG_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+# Concurrent runs on one machine (several work trees) can each take a database and Redis DBs of their own.
+PG_DATABASE = os.environ.get("IT_PG_DATABASE", "test")
+REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('IT_REDIS_DB', '13')}"
+PG_ADMIN_URL = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{PG_DATABASE}"
 PG_SCHEMA = "netreduce_it"
 PG_URL = f"{PG_ADMIN_URL}?options=-csearch_path%3D{PG_SCHEMA}"
 TERMINAL = {"succeeded", "failed", "cancelled"}

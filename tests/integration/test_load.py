@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
 SCHEMA = "netreduce_load"
 URL = f"{PG_ADMIN_URL}?options=-csearch_path%3D{SCHEMA}"
-REDIS_URL = "redis://127.0.0.1:6379/11"
+REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('IT_REDIS_LOAD_DB', '11')}"
 JOBS, CLIENTS = 200, 20
 
 
