@@ -47,7 +47,7 @@ def check_architecture(req: ModelCreate | ModelUpload, settings: Settings, loc: 
     except ValidationError as exc:
         msg = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
         raise unprocessable(loc, f"invalid layer spec: {msg}", "invalid_spec") from None
-    except (SpecError, ValueError, TypeError, RuntimeError, NotImplementedError, OverflowError) as exc:
+    except (SpecError, ValueError, TypeError, RuntimeError, NotImplementedError, ArithmeticError, IndexError) as exc:
         raise unprocessable(loc, f"cannot build the model: {exc}", "invalid_spec") from None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -118,3 +119,41 @@ def test_path_dataset_only_under_data_roots(client: TestClient, data_root: Path,
     assert code == 422
     code, body = _post_dataset(client, "digits:/etc")
     assert code == 422 and "takes no path" in body["detail"][0]["msg"]
+
+
+def _post_layers(client: TestClient, layers: list[dict]) -> tuple[int, dict]:
+    r = client.post("/models", json={"name": "x", "architecture": layers, "input_shape": [1, 8, 8]})
+    return r.status_code, r.json()
+
+
+FLAT_FC = [
+    {"name": "flat", "type": "Flatten"},
+    {"name": "fc", "type": "Linear", "args": {"in_features": 64, "out_features": 10}},
+]
+
+
+def test_layer_arguments_that_fail_later_are_a_422_naming_layer_and_argument(
+    client: TestClient, recorder: EnqueueRecorder
+) -> None:
+    conv = {"name": "conv1", "type": "Conv2d", "args": {"in_channels": 1, "out_channels": 1, "kernel_size": 1}}
+    zero_stride = {**conv, "args": {**conv["args"], "stride": 0}}  # was a 500 (ZeroDivisionError on meta)
+    code, body = _post_layers(client, [zero_stride, *FLAT_FC])
+    assert code == 422, body
+    assert body["detail"][0]["loc"] == ["body", "architecture"] and body["detail"][0]["type"] == "invalid_spec"
+    assert "layer 'conv1' (Conv2d): argument 'stride' must be an integer from 1" in body["detail"][0]["msg"]
+    assert "got 0" in body["detail"][0]["msg"]
+
+    empty = {"name": "fc0", "type": "Linear", "args": {"in_features": 64, "out_features": 0}}  # was accepted
+    code, body = _post_layers(
+        client, [FLAT_FC[0], empty, {**FLAT_FC[1], "args": {"in_features": 0, "out_features": 10}}]
+    )
+    assert code == 422 and "layer 'fc0' (Linear): argument 'out_features' must be" in body["detail"][0]["msg"]
+
+    slope = {"name": "act", "type": "LeakyReLU", "args": {"negative_slope": float("nan")}}  # was accepted
+    raw = json.dumps({"name": "x", "architecture": [slope, *FLAT_FC], "input_shape": [1, 8, 8]})  # httpx refuses NaN
+    r = client.post("/models", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "negative_slope" in r.text, r.text
+
+    code, body = _post_layers(client, [{"name": "flat\n", "type": "Flatten"}, FLAT_FC[1]])
+    assert code == 422 and "name must be a Python identifier" in body["detail"][0]["msg"]
+    assert recorder.ids == []
