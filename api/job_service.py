@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from fastapi import HTTPException
@@ -10,8 +11,10 @@ from sqlalchemy import func, or_, update
 from sqlmodel import Session, col, select
 
 from api.schemas import JobOut, RowOut
+from api.spec_limits import resolve_on_meta
+from compress.layer_spec import ModelSpec
 from compress.registry import UnknownNameError
-from compress.runner import JobInputError, Step, validate_steps
+from compress.runner import JobInputError, Step, StepLayerError, check_steps_against_spec, validate_steps
 from compress.techniques.base import get_technique, list_techniques
 from store.tables import (
     JOB_CANCELLED,
@@ -91,7 +94,51 @@ def require_base_model(session: Session, model_id: str) -> BaseModelRow:
     return base
 
 
-def create_compress_job(session: Session, base_model_id: str, steps: list[Step], max_attempts: int) -> Job:
+@functools.lru_cache(maxsize=32)
+def _builtin_spec(architecture: str, shape: tuple[int, int, int] | None, num_classes: int | None) -> ModelSpec:
+    return resolve_on_meta(architecture, shape, num_classes)  # ~25 ms: once, not on every POST /jobs
+
+
+def base_spec(base: BaseModelRow) -> ModelSpec | None:
+    """The base model's stored spec; the preset (stored before any spec) resolved from its architecture."""
+    try:
+        if base.spec:
+            return ModelSpec.model_validate(base.spec)
+        if not isinstance(base.architecture, str):
+            return None
+        shape = tuple(base.input_shape) if base.input_shape else None
+        return _builtin_spec(base.architecture, shape, base.num_classes)  # type: ignore[arg-type]
+    except (ValueError, TypeError, KeyError, RuntimeError):
+        return None  # nothing to check against here; the worker will say what is wrong
+
+
+def check_steps_on_model(base: BaseModelRow, steps: list[Step], single: bool) -> None:
+    """422 when a step names layers the base model does not have (or that its technique cannot use),
+    listing the valid ones: known at once, instead of a failed job later."""
+    spec = base_spec(base)
+    if spec is None:
+        return
+    try:
+        check_steps_against_spec(steps, spec)
+    except StepLayerError as exc:
+        loc: list[Any] = ["body"] if single else ["body", "steps", exc.step]
+        msg = f"{exc.technique}: {exc.detail}" if single else str(exc)
+        raise unprocessable([*loc, "params", exc.field], msg, "unknown_layer", valid=exc.valid) from None
+    except JobInputError as exc:
+        raise unprocessable(["body", "params" if single else "steps"], str(exc), "invalid_job") from None
+
+
+def create_compress_job(
+    session: Session, base_model_id: str, steps: list[Step], max_attempts: int, single: bool | None = None
+) -> Job:
+    """Check the steps against the base model's structure (422), then commit the queued job row.
+
+    ``single``: the request gave one technique (not ``steps``), for the error's location; by default a
+    one-step list counts as single.
+    """
+    base = session.get(BaseModelRow, base_model_id)
+    if base is not None:
+        check_steps_on_model(base, steps, len(steps) == 1 if single is None else single)
     job = Job(
         kind="compress",
         base_model_id=base_model_id,
