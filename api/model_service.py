@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Any
 
@@ -12,6 +13,7 @@ from api.job_service import row_out, unprocessable
 from api.schemas import ModelCreate, ModelOut, ModelUpload
 from api.spec_limits import SpecTooLarge, check_footprint, check_layer_count, resolve_on_meta
 from compress.architectures import get_architecture
+from compress.datasets import DatasetError, describe_dataset
 from compress.layer_spec import ModelSpec, SpecError, build_model
 from compress.registry import UnknownNameError
 from store.data_roots import DataRootError, resolve_dataset_spec
@@ -24,6 +26,21 @@ def check_dataset(spec: str, roots: list[str], loc: list[Any] | None = None) -> 
         return resolve_dataset_spec(spec, roots)
     except (DataRootError, UnknownNameError) as exc:
         raise unprocessable(loc or ["body", "dataset"], str(exc), "invalid_dataset") from None
+
+
+def check_dataset_fits(
+    dataset: str, given: str, spec: ModelSpec, settings: Settings, loc: list[Any] | None = None
+) -> None:
+    """422 when the model could never train on ``dataset`` (the checked spec; ``given`` is how the client
+    wrote it): absent here, empty or malformed, or its samples/classes do not fit ``spec``. Reads headers
+    and labels only; messages name the data set as the client gave it, never a server path."""
+    try:
+        info = describe_dataset(dataset, settings.data_root, settings.allow_download)
+        dataclasses.replace(info, name=given).check_fits(spec.input_shape, spec.num_classes)
+    except DatasetError as exc:
+        msg = str(exc)
+        msg = msg if msg.startswith("model ") else f"data set '{given}': {msg}"
+        raise unprocessable(loc or ["body", "dataset"], msg, "unusable_dataset") from None
 
 
 def check_architecture(req: ModelCreate | ModelUpload, settings: Settings, loc: list[Any] | None = None) -> ModelSpec:
@@ -54,6 +71,7 @@ def check_architecture(req: ModelCreate | ModelUpload, settings: Settings, loc: 
 def create_model(session: Session, req: ModelCreate, settings: Settings) -> tuple[BaseModelRow, Job]:
     dataset = check_dataset(req.dataset, settings.data_roots)
     spec = check_architecture(req, settings)
+    check_dataset_fits(dataset, req.dataset, spec, settings)
     max_attempts = settings.max_attempts
     now = utcnow()
     base = BaseModelRow(

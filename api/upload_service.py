@@ -20,7 +20,7 @@ from safetensors.torch import load as st_load
 from sqlmodel import Session
 
 from api.job_service import unprocessable
-from api.model_service import check_architecture, check_dataset
+from api.model_service import check_architecture, check_dataset, check_dataset_fits
 from api.schemas import ModelUpload
 from compress.layer_spec import build_model
 from compress.training import TrainConfig
@@ -137,6 +137,7 @@ def create_uploaded_model(
     """Check the spec and the weights, store the model under a generated name, queue its measuring job."""
     dataset = check_dataset(req.dataset, settings.data_roots, loc=["body", "spec", "dataset"])
     spec = check_architecture(req, settings, loc=["body", "spec", "architecture"])
+    check_dataset_fits(dataset, req.dataset, spec, settings, loc=["body", "spec", "dataset"])
     tensors = read_header(data)
     model = build_model(spec)
     state = model.state_dict()
