@@ -102,23 +102,22 @@ def create_compress_job(session: Session, base_model_id: str, steps: list[Step],
         updated_at=utcnow(),
     )
     session.add(job)
-    session.commit()
-    session.refresh(job)
+    session.flush()  # the caller commits (with its idempotency key, if any)
     return job
 
 
 ENQUEUE_DEFERRED = "saved; the broker is unreachable, so the reconciler will send it when the broker is back"
 
 
-def defer_enqueue(session: Session, job: Job) -> None:
+def defer_enqueue(session: Session, job_id: int) -> Job:
     """The broker refused the job id: the row stays queued (nothing is lost) and says so in its stage.
 
     The workers' reconciler re-sends queued jobs nobody claimed (NETREDUCE_REQUEUE_AFTER_S), so the
     client gets its 202 and must not post again (a retry would make a second job).
     """
-    session.exec(update(Job).where(col(Job.id) == job.id, col(Job.status) == "queued").values(stage=ENQUEUE_DEFERRED))
+    session.exec(update(Job).where(col(Job.id) == job_id, col(Job.status) == "queued").values(stage=ENQUEUE_DEFERRED))
     session.commit()
-    session.refresh(job)
+    return get_job(session, job_id)
 
 
 def job_rows(session: Session, job_id: int) -> list[ResultRow]:

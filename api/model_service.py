@@ -51,20 +51,39 @@ def check_architecture(req: ModelCreate | ModelUpload, settings: Settings, loc: 
         raise unprocessable(loc, f"cannot build the model: {exc}", "invalid_spec") from None
 
 
-def create_model(session: Session, req: ModelCreate, settings: Settings) -> tuple[BaseModelRow, Job]:
+def check_model_request(req: ModelCreate, settings: Settings) -> tuple[ModelSpec, str]:
+    """The resolved spec and data set of a ``POST /models`` (CPU work: no database)."""
     dataset = check_dataset(req.dataset, settings.data_roots)
-    spec = check_architecture(req, settings)
-    max_attempts = settings.max_attempts
+    return check_architecture(req, settings), dataset
+
+
+def new_model_id() -> str:
+    return f"m-{uuid.uuid4().hex[:12]}"
+
+
+def add_model(
+    session: Session,
+    req: ModelCreate | ModelUpload,
+    spec: ModelSpec,
+    dataset: str,
+    training: dict[str, Any],
+    technique: str,
+    settings: Settings,
+    artifact_path: str | None = None,
+    model_id: str | None = None,
+) -> tuple[str, int]:
+    """A base model row and its job (train, or measure uploaded weights), flushed: the caller commits."""
     now = utcnow()
     base = BaseModelRow(
-        id=f"m-{uuid.uuid4().hex[:12]}",
+        id=model_id or new_model_id(),
         name=req.name,
         architecture=req.architecture,
         spec=spec.model_dump(mode="json"),
         input_shape=list(spec.input_shape),
         num_classes=spec.num_classes,
         dataset=dataset,
-        training=req.training.model_dump(mode="json"),
+        training=training,
+        artifact_path=artifact_path,
         created_at=now,
         updated_at=now,
     )
@@ -73,20 +92,19 @@ def create_model(session: Session, req: ModelCreate, settings: Settings) -> tupl
     job = Job(
         kind="train",
         base_model_id=base.id,
-        technique="train",
+        technique=technique,
         steps=None,
-        max_attempts=max_attempts,
+        max_attempts=settings.max_attempts,
         created_at=now,
         updated_at=now,
     )
     session.add(job)
     session.flush()
+    assert job.id is not None
     base.training_job_id = job.id
     session.add(base)
-    session.commit()
-    session.refresh(base)
-    session.refresh(job)
-    return base, job
+    session.flush()
+    return base.id, job.id
 
 
 def model_out(session: Session, base: BaseModelRow, detail: bool) -> ModelOut:
