@@ -13,6 +13,7 @@ from api.schemas import JobOut, RowOut
 from compress.registry import UnknownNameError
 from compress.runner import JobInputError, Step, validate_steps
 from compress.techniques.base import get_technique, list_techniques
+from store.json_safe import repaired
 from store.tables import (
     JOB_CANCELLED,
     JOB_QUEUED,
@@ -126,13 +127,15 @@ def job_rows(session: Session, job_id: int) -> list[ResultRow]:
 
 
 def row_out(row: ResultRow) -> RowOut:
-    data = row.model_dump()
+    """Stored values that JSON cannot carry (written before requests were checked) are shown repaired, so
+    one bad row never fails the whole answer."""
+    data = repaired(row.model_dump())
     data["has_artifact"] = row.artifact_path is not None
     return RowOut.model_validate(data)
 
 
 def job_out(job: Job, rows: list[ResultRow] | None = None) -> JobOut:
-    out = JobOut.model_validate(job.model_dump())
+    out = JobOut.model_validate(repaired(job.model_dump()))
     if rows is not None:
         out.rows = [row_out(r) for r in rows]
     return out

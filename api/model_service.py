@@ -15,6 +15,7 @@ from compress.architectures import get_architecture
 from compress.layer_spec import ModelSpec, SpecError, build_model
 from compress.registry import UnknownNameError
 from store.data_roots import DataRootError, resolve_dataset_spec
+from store.json_safe import repaired
 from store.settings import Settings
 from store.tables import BASELINE_TECHNIQUE, BaseModelRow, Job, ResultRow, utcnow
 
@@ -108,7 +109,7 @@ def add_model(
 
 
 def model_out(session: Session, base: BaseModelRow, detail: bool) -> ModelOut:
-    data: dict[str, Any] = base.model_dump(exclude={"baseline", "spec", "artifact_path"})
+    data: dict[str, Any] = repaired(base.model_dump(exclude={"baseline", "spec", "artifact_path"}))
     out = ModelOut.model_validate(data)
     if detail:
         baseline = session.exec(
@@ -117,5 +118,5 @@ def model_out(session: Session, base: BaseModelRow, detail: bool) -> ModelOut:
             .order_by(col(ResultRow.id).desc())
         ).first()
         out.baseline = row_out(baseline) if baseline else None
-        out.layers = (base.baseline or {}).get("layers") if base.baseline else None
+        out.layers = repaired((base.baseline or {}).get("layers")) if base.baseline else None
     return out
