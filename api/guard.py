@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from store.settings import Settings
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-OPEN_PATHS = ("/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
+OPEN_PATHS = ("/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json")
 """Always open, even with ``protect_reads``: liveness probes and the API's own documentation."""
 UPLOAD_PATHS = frozenset({"/models/upload"})
 
@@ -39,7 +39,7 @@ def token_matches(authorization: str | None, token: str) -> bool:
 
 
 def needs_token(method: str, path: str, settings: Settings) -> bool:
-    if not settings.api_token or path in OPEN_PATHS:
+    if not settings.api_token or path in OPEN_PATHS or path.startswith("/docs/assets/"):
         return False
     return method in MUTATING_METHODS or settings.protect_reads
 

@@ -15,6 +15,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.database import Overloaded
+from api.docs_page import install_docs
 from api.guard import RequestGuard
 from api.openapi_errors import install_openapi
 from api.routers import catalog, comparison, dashboard, decision, health, jobs, models
@@ -35,6 +36,8 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
 def create_app() -> FastAPI:
     app = FastAPI(
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
         title="netreduce",
         version="0.1.0",
         description=(
@@ -45,6 +48,7 @@ def create_app() -> FastAPI:
     for module in (catalog, models, jobs, comparison, decision, health, dashboard):
         app.include_router(module.router)
     dashboard.mount_static(app)
+    install_docs(app)
 
     def current_settings() -> Settings:
         """The settings routes see: tests override ``get_settings`` and the guard follows."""
