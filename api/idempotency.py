@@ -11,24 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Header, HTTPException
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from api.service_errors import unprocessable
 from store.tables import IdempotencyKey, utcnow
-
-IdempotencyKeyHeader = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=200,
-        pattern=r"^[\x21-\x7e]{1,200}$",
-        description="Any unique string (e.g. a UUID): sending the same request again with the same key returns "
-        "what the first one created instead of creating it twice.",
-    ),
-]
 
 
 def fingerprint(payload: Any) -> str:
@@ -38,15 +27,10 @@ def fingerprint(payload: Any) -> str:
 def _replay(session: Session, scope: str, key: str, fp: str) -> IdempotencyKey | None:
     row = session.get(IdempotencyKey, (scope, key))
     if row is not None and row.fingerprint != fp:
-        raise HTTPException(
-            422,
-            detail=[
-                {
-                    "loc": ["header", "Idempotency-Key"],
-                    "msg": "this Idempotency-Key was already used with a different request body; use a new key",
-                    "type": "idempotency_key_reused",
-                }
-            ],
+        raise unprocessable(
+            ["header", "Idempotency-Key"],
+            "this Idempotency-Key was already used with a different request body; use a new key",
+            "idempotency_key_reused",
         )
     return row
 

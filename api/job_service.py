@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import HTTPException
 from pydantic import ValidationError
 from sqlalchemy import func, or_, update
 from sqlmodel import Session, col, select
 
 from api.schemas import JobOut, RowOut
+from api.service_errors import Conflict, InvalidInput, NotFound, unprocessable
 from compress.registry import UnknownNameError
 from compress.runner import JobInputError, Step, validate_steps
 from compress.techniques.base import get_technique, list_techniques
@@ -43,10 +43,6 @@ def _accepted(schema: dict[str, Any], field: str) -> dict[str, Any]:
     return out
 
 
-def unprocessable(loc: list[Any], msg: str, type_: str, **extra: Any) -> HTTPException:
-    return HTTPException(422, detail=[{"loc": loc, "msg": msg, "type": type_, **extra}])
-
-
 def validate_job_steps(steps: list[Step], single: bool) -> list[Step]:
     """Check every step's technique and params; 422 naming the field and what would be accepted."""
     for i, step in enumerate(steps):
@@ -72,7 +68,7 @@ def validate_job_steps(steps: list[Step], single: bool) -> list[Step]:
                         "accepted": _accepted(schema, field),
                     }
                 )
-            raise HTTPException(422, detail=errors) from None
+            raise InvalidInput(errors) from None
     try:
         validate_steps(steps)
     except JobInputError as exc:
@@ -88,7 +84,7 @@ def require_base_model(session: Session, model_id: str) -> BaseModelRow:
     base = session.get(BaseModelRow, model_id)
     if base is None:
         ids = existing_model_ids(session)
-        raise HTTPException(404, detail=f"unknown base model '{model_id}'; existing: {', '.join(ids) or 'none'}")
+        raise NotFound(f"unknown base model '{model_id}'; existing: {', '.join(ids) or 'none'}")
     return base
 
 
@@ -144,7 +140,7 @@ def job_out(job: Job, rows: list[ResultRow] | None = None) -> JobOut:
 def get_job(session: Session, job_id: int) -> Job:
     job = session.get(Job, job_id)
     if job is None:
-        raise HTTPException(404, detail=f"job {job_id} does not exist")
+        raise NotFound(f"job {job_id} does not exist")
     return job
 
 
@@ -203,7 +199,7 @@ def cancel_job(session: Session, job_id: int) -> tuple[int, Job]:
         if res.rowcount != 1:
             session.rollback()
             job = get_job(session, job_id)
-            raise HTTPException(409, detail=f"job {job_id} has already finished (status '{job.status}')")
+            raise Conflict(f"job {job_id} has already finished (status '{job.status}')")
     session.commit()
     job = get_job(session, job_id)
     session.refresh(job)

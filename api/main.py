@@ -19,6 +19,7 @@ from api.docs_page import install_docs
 from api.guard import RequestGuard
 from api.openapi_errors import install_openapi
 from api.routers import catalog, comparison, dashboard, decision, health, jobs, models
+from api.service_errors import ServiceError
 from store.json_safe import repaired
 from store.settings import Settings, get_settings
 
@@ -80,6 +81,10 @@ def create_app() -> FastAPI:
         return JSONResponse(
             {"detail": repaired(jsonable_encoder(exc.detail))}, status_code=exc.status_code, headers=headers
         )
+
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse({"detail": repaired(jsonable_encoder(exc.detail))}, status_code=exc.status)
 
     @app.exception_handler(Overloaded)
     async def overloaded(_: Request, exc: Overloaded) -> JSONResponse:

@@ -8,8 +8,9 @@ from typing import Any
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
-from api.job_service import row_out, unprocessable
+from api.job_service import row_out
 from api.schemas import ModelCreate, ModelOut, ModelUpload
+from api.service_errors import unprocessable
 from api.spec_limits import SpecTooLarge, check_footprint, check_layer_count, resolve_on_meta
 from compress.architectures import get_architecture
 from compress.layer_spec import ModelSpec, SpecError, build_model

@@ -13,13 +13,12 @@ import json
 import math
 from dataclasses import dataclass
 
-from fastapi import HTTPException
 from pydantic import ValidationError
 from safetensors.torch import load as st_load
 
-from api.job_service import unprocessable
 from api.model_service import check_architecture, check_dataset
 from api.schemas import ModelUpload
+from api.service_errors import InvalidInput, unprocessable
 from compress.layer_spec import ModelSpec, build_model
 from compress.training import TrainConfig
 from store.artifacts import ArtifactStore
@@ -44,7 +43,7 @@ class TensorInfo:
     shape: tuple[int, ...]
 
 
-def refuse(msg: str, type_: str) -> HTTPException:
+def refuse(msg: str, type_: str) -> InvalidInput:
     return unprocessable(LOC, msg, type_)
 
 
@@ -154,10 +153,10 @@ UPLOAD_TRAINING = TrainConfig(epochs=0).model_dump(mode="json")
 """Untrained + a stored file = uploaded weights: the job measures them."""
 
 
-def spec_field_error(exc: ValidationError) -> HTTPException:
+def spec_field_error(exc: ValidationError) -> InvalidInput:
     """A ValidationError of the ``spec`` form field, located under body.spec."""
     errors = [
         {"loc": ["body", "spec", *e["loc"]], "msg": e["msg"], "type": e["type"]}
         for e in exc.errors(include_url=False, include_input=False)
     ]
-    return HTTPException(422, detail=errors)
+    return InvalidInput(errors)

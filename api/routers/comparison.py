@@ -8,7 +8,8 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
 
 from api.database import DatabaseDep
-from api.decision_service import ObjectivesQuery, comparison_body, objectives_or_422
+from api.decision_service import comparison_body, objectives_or_422
+from api.request_params import ObjectivesQuery
 
 router = APIRouter(tags=["comparison"])
 

@@ -13,10 +13,7 @@ from api.database import Database, DatabaseDep
 from api.decision_service import (
     PLOT_MEDIA_TYPES,
     REPORT_MEDIA_TYPES,
-    BudgetQuery,
-    ObjectivesQuery,
     PlotFormat,
-    PriorityQuery,
     XAxis,
     objectives_or_422,
     recommendation_for,
@@ -26,6 +23,7 @@ from api.decision_service import (
     rows_with_front,
 )
 from api.job_service import require_base_model
+from api.request_params import BudgetQuery, ObjectivesQuery, PriorityQuery
 from api.schemas import ModelId
 from compress.recommend import Priority, Recommendation
 from store.tables import BaseModelRow

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.database import DatabaseDep
 from api.deps import EnqueuerDep, SettingsDep
-from api.idempotency import IdempotencyKeyHeader, create_once
+from api.idempotency import create_once
 from api.job_service import (
     cancel_job,
     create_compress_job,
@@ -23,6 +23,7 @@ from api.job_service import (
     require_base_model,
     validate_job_steps,
 )
+from api.request_params import IdempotencyKeyHeader
 from api.schemas import JobCreate, JobOut, JobPage, JobStatus
 from store.artifacts import ArtifactStore
 from store.settings import Settings

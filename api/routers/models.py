@@ -11,9 +11,10 @@ from starlette.concurrency import run_in_threadpool
 
 from api.database import Database, DatabaseDep
 from api.deps import Enqueuer, EnqueuerDep, SettingsDep
-from api.idempotency import IdempotencyKeyHeader, create_once
+from api.idempotency import create_once
 from api.job_service import defer_enqueue, require_base_model
 from api.model_service import add_model, check_model_request, model_out, new_model_id
+from api.request_params import IdempotencyKeyHeader
 from api.schemas import ModelCreate, ModelCreated, ModelId, ModelOut, ModelUpload
 from api.upload_service import EVALUATE_TECHNIQUE, UPLOAD_TRAINING, spec_field_error, store_uploaded_model
 from store.artifacts import ArtifactStore
