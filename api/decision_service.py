@@ -6,18 +6,18 @@ Thin glue between the comparison rows in the database and the pure ``compress`` 
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar
 
-from fastapi import HTTPException, Query
-from fastapi.responses import JSONResponse
 from sqlalchemy import Select, bindparam, func, select
 from sqlmodel import Session
 
 from api.comparison_table import CSV_COLUMNS, comparison_rows, to_csv
-from api.job_service import require_base_model, unprocessable
+from api.job_service import require_base_model
+from api.service_errors import Conflict, unprocessable
 from compress.pareto import (
     DEFAULT_OBJECTIVES,
     OBJECTIVE_ALIASES,
@@ -38,28 +38,6 @@ PLOT_MEDIA_TYPES: dict[str, str] = {"png": "image/png", "svg": "image/svg+xml"}
 REPORT_MEDIA_TYPES: dict[str, str] = {"md": "text/markdown; charset=utf-8", "html": "text/html; charset=utf-8"}
 
 DEFAULT_OBJECTIVES_TEXT = ",".join(o.partition(":")[0] for o in DEFAULT_OBJECTIVES)
-
-ObjectivesQuery = Query(
-    default=DEFAULT_OBJECTIVES_TEXT,
-    max_length=500,
-    description=(
-        "Comma-separated columns the Pareto front is computed on; accuracy is maximised, every other one "
-        f"minimised. Valid: {', '.join(OBJECTIVE_DIRECTIONS)}; aliases: "
-        + ", ".join(f"{a} (= {n})" for a, n in OBJECTIVE_ALIASES.items())
-        + "."
-    ),
-)
-BudgetQuery = Query(
-    default=1.0,
-    ge=-100.0,
-    le=100.0,
-    description="Largest accepted accuracy drop versus the baseline, in points of top-1 (negative: must beat it).",
-)
-PriorityQuery = Query(
-    default="size",
-    description="size: fewest bytes; ops: fewest operations; latency: fastest at batch 64; balanced: geometric "
-    "mean of the three ratios to the baseline.",
-)
 
 _plot_lock = threading.Lock()
 """matplotlib's text and font caches are shared by every figure: draw one plot at a time."""
@@ -155,8 +133,8 @@ def comparison_body(
         rows = rows_with_front(session, base_model_id, include_trials, objectives)
         if as_csv:
             return to_csv(rows, CSV_COLUMNS).encode("utf-8")
-        # the values are plain str/int/float/bool/None: what JSONResponse renders, without jsonable_encoder
-        return JSONResponse(rows).body
+        # the values are plain str/int/float/bool/None: the bytes Starlette's JSONResponse renders
+        return json.dumps(rows, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
 
     return table_cached(session, base_model_id, ("comparison", include_trials, objectives, as_csv), build)
 
@@ -172,7 +150,7 @@ def recommendation_for(
     try:
         return recommend(rows, max_accuracy_drop, priority, include_trials=include_trials, objectives=objectives)
     except ValueError as exc:  # a table without its baseline row: nothing to measure against
-        raise HTTPException(409, detail=f"cannot recommend: {exc}") from None
+        raise Conflict(f"cannot recommend: {exc}") from None
 
 
 def render_tradeoff(rows: Sequence[dict[str, Any]], x: XAxis, fmt: PlotFormat, include_trials: bool) -> bytes:
@@ -184,9 +162,8 @@ def render_layers(base: BaseModelRow, fmt: PlotFormat) -> bytes:
     """Per-layer parameters and MACs of a trained base model; 409 while it is not trained."""
     layers = (base.baseline or {}).get("layers") if base.status == MODEL_READY else None
     if not layers:
-        raise HTTPException(
-            409,
-            detail=f"base model '{base.id}' has no per-layer table yet (status '{base.status}'); "
+        raise Conflict(
+            f"base model '{base.id}' has no per-layer table yet (status '{base.status}'); "
             "it is measured when the model has been trained",
         )
     with _plot_lock:

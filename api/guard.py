@@ -1,5 +1,5 @@
 """Checks every HTTP request passes before any route sees it: NUL bytes in the URL, the bearer token,
-and the body size counted while the body streams in.
+and the body size counted while the body streams in. HEAD is answered as GET without the body.
 
 A plain ASGI middleware rather than a dependency, so that it runs before the body is read: an
 unauthenticated or oversized upload is refused without spooling a byte of it, and a route added later
@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from store.settings import Settings
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-OPEN_PATHS = ("/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
+OPEN_PATHS = ("/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json")
 """Always open, even with ``protect_reads``: liveness probes and the API's own documentation."""
 UPLOAD_PATHS = frozenset({"/models/upload"})
 
@@ -39,7 +39,7 @@ def token_matches(authorization: str | None, token: str) -> bool:
 
 
 def needs_token(method: str, path: str, settings: Settings) -> bool:
-    if not settings.api_token or path in OPEN_PATHS:
+    if not settings.api_token or path in OPEN_PATHS or path.startswith("/docs/assets/"):
         return False
     return method in MUTATING_METHODS or settings.protect_reads
 
@@ -70,6 +70,19 @@ async def _answer(send: Send, status: int, detail: Any, headers: dict[str, str] 
     await send({"type": "http.response.body", "body": body})
 
 
+def _headers_only(send: Send) -> Send:
+    """HEAD is GET without the body (RFC 9110): same status and headers, Content-Length included."""
+
+    async def send_head(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            if not message.get("more_body", False):
+                await send({"type": "http.response.body", "body": b""})
+            return
+        await send(message)
+
+    return send_head
+
+
 class RequestGuard:
     """``settings`` is called per request, so tests that override ``get_settings`` reach it too."""
 
@@ -80,6 +93,9 @@ class RequestGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if scope.get("method") == "HEAD":
+            await self(dict(scope, method="GET"), receive, _headers_only(send))
             return
         settings = self.settings()
         path, method = scope.get("path", ""), scope.get("method", "GET")

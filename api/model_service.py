@@ -9,14 +9,16 @@ from typing import Any
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
-from api.job_service import row_out, unprocessable
+from api.job_service import row_out
 from api.schemas import ModelCreate, ModelOut, ModelUpload
+from api.service_errors import unprocessable
 from api.spec_limits import SpecTooLarge, check_footprint, check_layer_count, resolve_on_meta
 from compress.architectures import get_architecture
 from compress.datasets import DatasetError, describe_dataset
 from compress.layer_spec import ModelSpec, SpecError, build_model
 from compress.registry import UnknownNameError
 from store.data_roots import DataRootError, resolve_dataset_spec
+from store.json_safe import repaired
 from store.settings import Settings
 from store.tables import BASELINE_TECHNIQUE, BaseModelRow, Job, ResultRow, utcnow
 
@@ -68,21 +70,41 @@ def check_architecture(req: ModelCreate | ModelUpload, settings: Settings, loc: 
         raise unprocessable(loc, f"cannot build the model: {exc}", "invalid_spec") from None
 
 
-def create_model(session: Session, req: ModelCreate, settings: Settings) -> tuple[BaseModelRow, Job]:
+def check_model_request(req: ModelCreate, settings: Settings) -> tuple[ModelSpec, str]:
+    """The resolved spec and data set of a ``POST /models`` (CPU work: no database)."""
     dataset = check_dataset(req.dataset, settings.data_roots)
     spec = check_architecture(req, settings)
     check_dataset_fits(dataset, req.dataset, spec, settings)
-    max_attempts = settings.max_attempts
+    return spec, dataset
+
+
+def new_model_id() -> str:
+    return f"m-{uuid.uuid4().hex[:12]}"
+
+
+def add_model(
+    session: Session,
+    req: ModelCreate | ModelUpload,
+    spec: ModelSpec,
+    dataset: str,
+    training: dict[str, Any],
+    technique: str,
+    settings: Settings,
+    artifact_path: str | None = None,
+    model_id: str | None = None,
+) -> tuple[str, int]:
+    """A base model row and its job (train, or measure uploaded weights), flushed: the caller commits."""
     now = utcnow()
     base = BaseModelRow(
-        id=f"m-{uuid.uuid4().hex[:12]}",
+        id=model_id or new_model_id(),
         name=req.name,
         architecture=req.architecture,
         spec=spec.model_dump(mode="json"),
         input_shape=list(spec.input_shape),
         num_classes=spec.num_classes,
         dataset=dataset,
-        training=req.training.model_dump(mode="json"),
+        training=training,
+        artifact_path=artifact_path,
         created_at=now,
         updated_at=now,
     )
@@ -91,24 +113,23 @@ def create_model(session: Session, req: ModelCreate, settings: Settings) -> tupl
     job = Job(
         kind="train",
         base_model_id=base.id,
-        technique="train",
+        technique=technique,
         steps=None,
-        max_attempts=max_attempts,
+        max_attempts=settings.max_attempts,
         created_at=now,
         updated_at=now,
     )
     session.add(job)
     session.flush()
+    assert job.id is not None
     base.training_job_id = job.id
     session.add(base)
-    session.commit()
-    session.refresh(base)
-    session.refresh(job)
-    return base, job
+    session.flush()
+    return base.id, job.id
 
 
 def model_out(session: Session, base: BaseModelRow, detail: bool) -> ModelOut:
-    data: dict[str, Any] = base.model_dump(exclude={"baseline", "spec", "artifact_path"})
+    data: dict[str, Any] = repaired(base.model_dump(exclude={"baseline", "spec", "artifact_path"}))
     out = ModelOut.model_validate(data)
     if detail:
         baseline = session.exec(
@@ -117,5 +138,5 @@ def model_out(session: Session, base: BaseModelRow, detail: bool) -> ModelOut:
             .order_by(col(ResultRow.id).desc())
         ).first()
         out.baseline = row_out(baseline) if baseline else None
-        out.layers = (base.baseline or {}).get("layers") if base.baseline else None
+        out.layers = repaired((base.baseline or {}).get("layers")) if base.baseline else None
     return out

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from api.guard import OPEN_PATHS, UPLOAD_PATHS
+from compress.techniques.base import list_techniques
 from store.settings import Settings
 
 SCHEME = "bearerToken"
@@ -41,6 +42,16 @@ def _forbid_nul(schema: Any) -> None:
             _forbid_nul(item)
 
 
+def _name_techniques(schemas: dict[str, Any]) -> None:
+    """``technique`` (a job's, a step's) takes a registered name: the schema lists them (GET /techniques)."""
+    names = [t.name for t in list_techniques()]
+    for model in ("JobCreate", "Step"):
+        prop = schemas.get(model, {}).get("properties", {}).get("technique")
+        for branch in [prop, *(prop or {}).get("anyOf", [])]:
+            if isinstance(branch, dict) and branch.get("type") == "string":
+                branch["enum"] = names
+
+
 def _response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -65,6 +76,7 @@ def document(schema: dict[str, Any], settings: Settings) -> dict[str, Any]:
             "properties": {"detail": {"type": "array", "items": {"$ref": "#/components/schemas/ValidationError"}}},
         }
     error = {"$ref": "#/components/schemas/Error"}
+    _name_techniques(schemas)
     _forbid_nul(schemas)
     if settings.api_token:
         components.setdefault("securitySchemes", {})[SCHEME] = {
@@ -82,7 +94,9 @@ def document(schema: dict[str, Any], settings: Settings) -> dict[str, Any]:
                 if code[0] in "45" and "content" not in declared:
                     declared["content"] = {"application/json": {"schema": error}}
             responses.setdefault("422", _response("Invalid input (also a NUL byte anywhere)", VALIDATION_REF))
-            responses.setdefault("503", _response("The database (or the broker) is unreachable", error))
+            responses.setdefault(
+                "503", _response("Busy (retry after Retry-After seconds) or the database is unreachable", error)
+            )
             names = {p.get("name") for p in op.get("parameters", [])}
             if "{" in path or "base_model_id" in names:
                 responses.setdefault("404", _response("Not found (the message lists what exists)", error))

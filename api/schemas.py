@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
 
 from compress.runner import Step
 from compress.training import TrainConfig
+from store.json_safe import find_problem, shown
 from store.tables import JOB_STATUSES
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -28,42 +30,26 @@ class _Times(BaseModel):
         return as_utc(value).isoformat() if isinstance(value, datetime) else value
 
 
-def find_nul(value: Any, path: str = "") -> str | None:
-    """The dotted path of the first string (key or value) holding a NUL character, else None.
-
-    PostgreSQL text cannot store NUL, so it is refused at the door (422) everywhere, also inside free
-    JSON such as a technique's ``params`` or a layer spec's ``args``.
-    """
-    if isinstance(value, str):
-        return (path or "(value)") if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            if isinstance(key, str) and "\x00" in key:
-                return where
-            found = find_nul(item, where)
-            if found:
-                return found
-    if isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            found = find_nul(item, f"{path}[{i}]")
-            if found:
-                return found
-    return None
-
-
 class RequestBody(BaseModel):
-    """A request body: strings with NUL bytes are refused anywhere in it."""
+    """A request body: every string valid Unicode without NUL, every number finite and in range, anywhere in it
+    (free JSON such as a technique's ``params`` or a layer spec's ``args`` included), before anything is stored."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        where = find_nul(data)
-        if where:
-            shown = where.replace("\x00", "\\u0000")  # never echo the NUL itself
-            raise ValueError(f"'{shown}' contains a NUL byte (\\u0000), which is never accepted")
+    def _json_safe(cls, data: Any) -> Any:
+        found = find_problem(data)
+        if found:
+            where, what = found
+            raise ValueError(f"'{shown(where)}' {what}, which is never accepted")
         return data
 
+
+ModelId = Annotated[str, Path(min_length=1, max_length=64, description="GET /models lists them.")]
+
+NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+"""A name shown in tables and plots: any characters but control characters (no newlines, tabs, NULs)."""
 
 Dim = Annotated[int, Field(ge=1, le=4096)]
 """One input dimension (C, H or W)."""
@@ -171,7 +157,7 @@ class ModelCreate(RequestBody):
         },
     )
 
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
     architecture: str | list[dict[str, Any]] = Field(description="GET /architectures, or a layer spec list.")
     input_shape: tuple[Dim, Dim, Dim] | None = Field(default=None, description="C, H, W (default: the architecture's).")
     num_classes: int | None = Field(default=None, ge=2, le=100_000)
@@ -199,7 +185,7 @@ class ModelUpload(RequestBody):
         },
     )
 
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
     architecture: str | list[dict[str, Any]] = Field(description="GET /architectures, or a layer spec list.")
     input_shape: tuple[Dim, Dim, Dim] | None = Field(default=None, description="C, H, W (default: the architecture's).")
     num_classes: int | None = Field(default=None, ge=2, le=100_000)

@@ -11,22 +11,18 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
 from dataclasses import dataclass
 
-from fastapi import HTTPException
 from pydantic import ValidationError
 from safetensors.torch import load as st_load
-from sqlmodel import Session
 
-from api.job_service import unprocessable
 from api.model_service import check_architecture, check_dataset, check_dataset_fits
 from api.schemas import ModelUpload
-from compress.layer_spec import build_model
+from api.service_errors import InvalidInput, unprocessable
+from compress.layer_spec import ModelSpec, build_model
 from compress.training import TrainConfig
 from store.artifacts import ArtifactStore
 from store.settings import Settings
-from store.tables import BaseModelRow, Job, utcnow
 
 EVALUATE_TECHNIQUE = "evaluate"
 """The technique name of an uploaded model's job: measure the given weights, do not train."""
@@ -47,7 +43,7 @@ class TensorInfo:
     shape: tuple[int, ...]
 
 
-def refuse(msg: str, type_: str) -> HTTPException:
+def refuse(msg: str, type_: str) -> InvalidInput:
     return unprocessable(LOC, msg, type_)
 
 
@@ -131,10 +127,11 @@ def mismatches(given: dict[str, TensorInfo], expected: dict[str, tuple[tuple[int
     return problems
 
 
-def create_uploaded_model(
-    session: Session, req: ModelUpload, data: bytes, settings: Settings
-) -> tuple[BaseModelRow, Job]:
-    """Check the spec and the weights, store the model under a generated name, queue its measuring job."""
+def store_uploaded_model(
+    req: ModelUpload, data: bytes, settings: Settings, model_id: str
+) -> tuple[ModelSpec, str, str]:
+    """Check the spec and the weights and store the model under a generated name: ``(spec, dataset, artifact
+    name)``. CPU and file work only; the caller adds the rows (``model_service.add_model``) or deletes the file."""
     dataset = check_dataset(req.dataset, settings.data_roots, loc=["body", "spec", "dataset"])
     spec = check_architecture(req, settings, loc=["body", "spec", "architecture"])
     check_dataset_fits(dataset, req.dataset, spec, settings, loc=["body", "spec", "dataset"])
@@ -149,53 +146,18 @@ def create_uploaded_model(
         model.load_state_dict(st_load(data), strict=True)
     except Exception as exc:  # the header was checked; this is a corrupt body
         raise refuse(f"the weights could not be read: {str(exc)[:200]}", "invalid_safetensors") from None
-
-    base_id = f"m-{uuid.uuid4().hex[:12]}"
-    store = ArtifactStore(settings.artifact_dir)
-    name, _ = store.save(model, spec, f"upload-{base_id}")
-    try:
-        now = utcnow()
-        base = BaseModelRow(
-            id=base_id,
-            name=req.name,
-            architecture=req.architecture,
-            spec=spec.model_dump(mode="json"),
-            input_shape=list(spec.input_shape),
-            num_classes=spec.num_classes,
-            dataset=dataset,
-            training=TrainConfig(epochs=0).model_dump(mode="json"),
-            artifact_path=name,  # untrained + a stored file = uploaded weights: the job measures them
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(base)
-        session.flush()
-        job = Job(
-            kind="train",
-            base_model_id=base_id,
-            technique=EVALUATE_TECHNIQUE,
-            max_attempts=settings.max_attempts,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(job)
-        session.flush()
-        base.training_job_id = job.id
-        session.add(base)
-        session.commit()
-    except BaseException:
-        session.rollback()
-        store.delete(name)
-        raise
-    session.refresh(base)
-    session.refresh(job)
-    return base, job
+    name, _ = ArtifactStore(settings.artifact_dir).save(model, spec, f"upload-{model_id}")
+    return spec, dataset, name
 
 
-def spec_field_error(exc: ValidationError) -> HTTPException:
+UPLOAD_TRAINING = TrainConfig(epochs=0).model_dump(mode="json")
+"""Untrained + a stored file = uploaded weights: the job measures them."""
+
+
+def spec_field_error(exc: ValidationError) -> InvalidInput:
     """A ValidationError of the ``spec`` form field, located under body.spec."""
     errors = [
         {"loc": ["body", "spec", *e["loc"]], "msg": e["msg"], "type": e["type"]}
         for e in exc.errors(include_url=False, include_input=False)
     ]
-    return HTTPException(422, detail=errors)
+    return InvalidInput(errors)

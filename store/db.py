@@ -46,6 +46,16 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+POOL_TIMEOUT_S = 10
+
+
+def _pool_options() -> dict[str, Any]:
+    """A connection for each of the API's database slots, two more (health check, a spare) and some overflow
+    for the worker's threads; a pool time-out is an error the API answers 503."""
+    slots = get_settings().db_slots
+    return {"pool_size": slots + 2, "max_overflow": 10, "pool_timeout": POOL_TIMEOUT_S}
+
+
 def create_engine(url: str, **options: Any) -> Engine:
     """An engine for ``url``; a SQLite file's folder is created, WAL and busy timeout set per connection.
 
@@ -56,11 +66,13 @@ def create_engine(url: str, **options: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and "poolclass" not in options:
+            options = {**_pool_options(), **options}
         engine = sa_create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **options)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if "poolclass" not in options:
-        options = {"pool_size": 5, "max_overflow": 10, **options}
+        options = {**_pool_options(), **options}
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "psycopg2":
         options.setdefault("connect_args", {"connect_timeout": PG_CONNECT_TIMEOUT_S})
     return sa_create_engine(url, pool_pre_ping=True, **options)

@@ -84,6 +84,18 @@ class Settings(BaseSettings):
         description="When set, POST/PUT/PATCH/DELETE need `Authorization: Bearer <token>` (401 without); empty = off.",
     )
     protect_reads: bool = Field(default=False, description="With api_token: GET requests need the token too.")
+    db_slots: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="Requests whose database work runs at once in the API (each in one thread with one connection).",
+    )
+    db_max_waiting: int = Field(
+        default=512, ge=0, description="Requests that may wait for a database slot; more are answered 503 at once."
+    )
+    db_wait_s: float = Field(
+        default=10.0, gt=0, le=300, description="Longest wait for a database slot before a 503 with Retry-After."
+    )
     page_limit_max: int = Field(default=500, ge=1, description="Largest page GET /jobs returns.")
     max_request_bytes: int = Field(
         default=1_048_576, ge=1024, description="Largest request body (bytes) except uploads; more is a 413."

@@ -136,3 +136,16 @@ class ResultRow(SQLModel, table=True):
     extra: Any = Field(default=None, sa_column=Column(JSON, nullable=True))  # the rest of the Measurement
     artifact_path: str | None = Field(default=None, max_length=500)
     created_at: datetime | None = _ts(nullable=False)
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """A client's ``Idempotency-Key`` and what its first request created: a retry gets the same answer."""
+
+    __tablename__ = "idempotency_keys"
+
+    scope: str = Field(primary_key=True, max_length=32)  # the route: "jobs", "models"
+    key: str = Field(primary_key=True, max_length=200)
+    fingerprint: str = Field(max_length=64)  # sha256 of the request body: the same key with another body is refused
+    job_id: int | None = Field(default=None, foreign_key="jobs.id")
+    model_id: str | None = Field(default=None, foreign_key="base_models.id", max_length=64)
+    created_at: datetime | None = _ts(nullable=False)

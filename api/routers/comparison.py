@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
-from sqlmodel import Session
-from starlette.concurrency import run_in_threadpool
 
-from api.decision_service import ObjectivesQuery, comparison_body, objectives_or_422
-from store.db import get_session
+from api.database import DatabaseDep
+from api.decision_service import comparison_body, objectives_or_422
+from api.request_params import ObjectivesQuery
 
 router = APIRouter(tags=["comparison"])
-
-SessionOpener = Callable[[], contextlib.AbstractContextManager[Session]]
-
-
-async def session_opener(request: Request) -> SessionOpener:
-    """The request's database session as a context manager, for a route to open in its one worker thread.
-
-    ``SessionDep`` with a sync route hops to the threadpool three times per request (the session
-    dependency's start and end, and the route); a cached /comparison needs one hop for its one query.
-    Follows overrides of ``get_session``, as tests set them."""
-    return contextlib.contextmanager(request.app.dependency_overrides.get(get_session, get_session))
-
-
-SessionOpenerDep = Annotated[SessionOpener, Depends(session_opener)]
 
 
 @router.get(
@@ -36,7 +19,7 @@ SessionOpenerDep = Annotated[SessionOpener, Depends(session_opener)]
     responses={200: {"content": {"text/csv": {}, "application/json": {}}, "description": "rows, baseline first"}},
 )
 async def comparison(
-    open_session: SessionOpenerDep,
+    db: DatabaseDep,
     base_model_id: str = Query(max_length=64, description="GET /models lists them.", examples=["digits-cnn"]),
     format: Literal["json", "csv"] | None = Query(
         default=None, description="Default: JSON, or CSV for Accept: text/csv."
@@ -53,11 +36,7 @@ async def comparison(
     objs = objectives_or_422(objectives)
     as_csv = format == "csv" or (format is None and bool(accept) and "text/csv" in accept)
 
-    def body() -> bytes:
-        with open_session() as session:
-            return comparison_body(session, base_model_id, include_trials, objs, as_csv)
-
-    content = await run_in_threadpool(body)
+    content = await db.run(lambda session: comparison_body(session, base_model_id, include_trials, objs, as_csv))
     if as_csv:
         return Response(
             content,

@@ -14,10 +14,10 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
+from api.database import DatabaseDep
 from api.decision_service import DEFAULT_OBJECTIVES_TEXT, recommendation_for, rows_with_front
-from api.deps import SessionDep
 from api.job_service import job_out, list_jobs
 from compress.techniques.base import list_techniques
 from store.tables import MODEL_READY, PRESET_MODEL_ID, BaseModelRow
@@ -88,9 +88,14 @@ def _pick_model(models: list[BaseModelRow], wanted: str | None) -> str | None:
 
 
 @router.get("/", response_class=HTMLResponse)
-def dashboard(
-    request: Request, session: SessionDep, model: str | None = Query(default=None, max_length=64)
+async def dashboard(
+    request: Request, db: DatabaseDep, model: str | None = Query(default=None, max_length=64)
 ) -> HTMLResponse:
+    context = await db.run(lambda session: dashboard_context(session, model))
+    return templates.TemplateResponse(request, "dashboard.html", context)
+
+
+def dashboard_context(session: Session, model: str | None) -> dict[str, Any]:
     models = list(session.exec(select(BaseModelRow).order_by(col(BaseModelRow.created_at))))
     selected = _pick_model(models, model)
     selected_model = next((m for m in models if m.id == selected), None)
@@ -115,4 +120,4 @@ def dashboard(
         "techniques": [t.name for t in list_techniques()],
         "objectives": DEFAULT_OBJECTIVES_TEXT,
     }
-    return templates.TemplateResponse(request, "dashboard.html", context)
+    return context

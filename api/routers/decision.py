@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
+from api.database import Database, DatabaseDep
 from api.decision_service import (
     PLOT_MEDIA_TYPES,
     REPORT_MEDIA_TYPES,
-    BudgetQuery,
-    ObjectivesQuery,
     PlotFormat,
-    PriorityQuery,
     XAxis,
     objectives_or_422,
     recommendation_for,
@@ -22,9 +22,11 @@ from api.decision_service import (
     render_tradeoff,
     rows_with_front,
 )
-from api.deps import SessionDep
 from api.job_service import require_base_model
+from api.request_params import BudgetQuery, ObjectivesQuery, PriorityQuery
+from api.schemas import ModelId
 from compress.recommend import Priority, Recommendation
+from store.tables import BaseModelRow
 
 router = APIRouter(tags=["decision"])
 
@@ -34,8 +36,8 @@ XQuery = Query(default="bytes", description="x axis (log scale): bytes, ops or l
 
 
 @router.get("/recommendation", response_model=Recommendation)
-def get_recommendation(
-    session: SessionDep,
+async def get_recommendation(
+    db: DatabaseDep,
     base_model_id: str = ModelIdQuery,
     max_accuracy_drop: float = BudgetQuery,
     priority: Priority = PriorityQuery,
@@ -46,8 +48,8 @@ def get_recommendation(
     excluded rows with reasons, the rows it dominates, and the runner-up with the trade-off between them.
     A budget no row meets answers 200 with ``chosen: null`` and a message saying what to relax."""
     objs = objectives_or_422(objectives)
-    rows = rows_with_front(session, base_model_id, include_trials, objs)
-    return recommendation_for(rows, max_accuracy_drop, priority, include_trials, objs)
+    rows = await db.run(lambda session: rows_with_front(session, base_model_id, include_trials, objs))
+    return await run_in_threadpool(recommendation_for, rows, max_accuracy_drop, priority, include_trials, objs)
 
 
 def _plot_response(body: bytes, fmt: PlotFormat, filename: str) -> Response:
@@ -56,9 +58,15 @@ def _plot_response(body: bytes, fmt: PlotFormat, filename: str) -> Response:
     )
 
 
-def _tradeoff(session: SessionDep, base_model_id: str, x: XAxis, include_trials: bool, fmt: PlotFormat) -> Response:
-    rows = rows_with_front(session, base_model_id, include_trials)
-    return _plot_response(render_tradeoff(rows, x, fmt, include_trials), fmt, f"tradeoff-{base_model_id}-{x}.{fmt}")
+async def _tradeoff(db: Database, base_model_id: str, x: XAxis, include_trials: bool, fmt: PlotFormat) -> Response:
+    rows = await db.run(lambda session: rows_with_front(session, base_model_id, include_trials))
+    body = await run_in_threadpool(render_tradeoff, rows, x, fmt, include_trials)
+    return _plot_response(body, fmt, f"tradeoff-{base_model_id}-{x}.{fmt}")
+
+
+async def _layers(db: Database, model_id: str, fmt: PlotFormat) -> Response:
+    base = await db.run(lambda session: require_base_model(session, model_id))
+    return _plot_response(await run_in_threadpool(render_layers, base, fmt), fmt, f"layers-{model_id}.{fmt}")
 
 
 _PNG = {200: {"content": {"image/png": {}}, "description": "PNG image"}}
@@ -66,31 +74,31 @@ _SVG = {200: {"content": {"image/svg+xml": {}}, "description": "SVG image"}}
 
 
 @router.get("/comparison/plot.png", response_class=Response, responses=_PNG)
-def tradeoff_png(
-    session: SessionDep, base_model_id: str = ModelIdQuery, x: XAxis = XQuery, include_trials: bool = TrialsQuery
+async def tradeoff_png(
+    db: DatabaseDep, base_model_id: str = ModelIdQuery, x: XAxis = XQuery, include_trials: bool = TrialsQuery
 ) -> Response:
     """Accuracy against size, operations or latency (log x), the front as a step line, points labelled."""
-    return _tradeoff(session, base_model_id, x, include_trials, "png")
+    return await _tradeoff(db, base_model_id, x, include_trials, "png")
 
 
 @router.get("/comparison/plot.svg", response_class=Response, responses=_SVG)
-def tradeoff_svg(
-    session: SessionDep, base_model_id: str = ModelIdQuery, x: XAxis = XQuery, include_trials: bool = TrialsQuery
+async def tradeoff_svg(
+    db: DatabaseDep, base_model_id: str = ModelIdQuery, x: XAxis = XQuery, include_trials: bool = TrialsQuery
 ) -> Response:
     """The trade-off plot as SVG (text kept as text)."""
-    return _tradeoff(session, base_model_id, x, include_trials, "svg")
+    return await _tradeoff(db, base_model_id, x, include_trials, "svg")
 
 
 @router.get("/models/{model_id}/layers.png", response_class=Response, responses={**_PNG, 409: {}}, tags=["models"])
-def layers_png(model_id: str, session: SessionDep) -> Response:
+async def layers_png(model_id: ModelId, db: DatabaseDep) -> Response:
     """Parameters and MACs per layer of a trained base model: the coloured bars are the layers to reduce first."""
-    return _plot_response(render_layers(require_base_model(session, model_id), "png"), "png", f"layers-{model_id}.png")
+    return await _layers(db, model_id, "png")
 
 
 @router.get("/models/{model_id}/layers.svg", response_class=Response, responses={**_SVG, 409: {}}, tags=["models"])
-def layers_svg(model_id: str, session: SessionDep) -> Response:
+async def layers_svg(model_id: ModelId, db: DatabaseDep) -> Response:
     """The per-layer bar chart as SVG."""
-    return _plot_response(render_layers(require_base_model(session, model_id), "svg"), "svg", f"layers-{model_id}.svg")
+    return await _layers(db, model_id, "svg")
 
 
 @router.get(
@@ -98,8 +106,8 @@ def layers_svg(model_id: str, session: SessionDep) -> Response:
     response_class=Response,
     responses={200: {"content": {"text/markdown": {}, "text/html": {}}, "description": "the report"}},
 )
-def comparison_report(
-    session: SessionDep,
+async def comparison_report(
+    db: DatabaseDep,
     base_model_id: str = ModelIdQuery,
     format: Literal["md", "html"] = Query(default="md", description="Markdown, or a self-contained HTML page."),
     max_accuracy_drop: float = BudgetQuery,
@@ -111,10 +119,17 @@ def comparison_report(
     """Table (front marked), recommendation with its reasoning, and the trade-off plot in one document a
     student can paste into a course report. Markdown embeds the plot as an SVG data URI; HTML inlines it."""
     objs = objectives_or_422(objectives)
-    base = require_base_model(session, base_model_id)
-    rows = rows_with_front(session, base_model_id, include_trials, objs)
-    rec = recommendation_for(rows, max_accuracy_drop, priority, include_trials, objs)
-    text = render_comparison_report(base, rows, rec, format, x, include_trials, objs)
+
+    def read(session: Session) -> tuple[BaseModelRow, list[dict[str, Any]]]:
+        return require_base_model(session, base_model_id), rows_with_front(session, base_model_id, include_trials, objs)
+
+    base, rows = await db.run(read)
+
+    def render() -> str:
+        rec = recommendation_for(rows, max_accuracy_drop, priority, include_trials, objs)
+        return render_comparison_report(base, rows, rec, format, x, include_trials, objs)
+
+    text = await run_in_threadpool(render)
     return Response(
         text,
         media_type=REPORT_MEDIA_TYPES[format],

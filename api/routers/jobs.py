@@ -6,10 +6,15 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 from fastapi.responses import FileResponse, JSONResponse
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import EnqueuerDep, SessionDep, SettingsDep
+from api.database import DatabaseDep
+from api.deps import EnqueuerDep, SettingsDep
+from api.idempotency import create_once
 from api.job_service import (
     cancel_job,
+    check_steps_on_model,
     create_compress_job,
     defer_enqueue,
     get_job,
@@ -19,8 +24,10 @@ from api.job_service import (
     require_base_model,
     validate_job_steps,
 )
+from api.request_params import IdempotencyKeyHeader
 from api.schemas import JobCreate, JobOut, JobPage, JobStatus
 from store.artifacts import ArtifactStore
+from store.settings import Settings
 from store.tables import BASELINE_TECHNIQUE, JOB_SUCCEEDED
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -31,26 +38,45 @@ JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="GET /jobs lists them."
 
 
 @router.post("", status_code=202, response_model=JobOut, responses={404: {"description": "Unknown base model"}})
-def post_job(
-    req: JobCreate, session: SessionDep, settings: SettingsDep, enqueue: EnqueuerDep, response: Response
+async def post_job(
+    req: JobCreate,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    enqueue: EnqueuerDep,
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> JobOut:
     """Queue one technique or a chain on a base model. The row is committed before its id is queued."""
-    require_base_model(session, req.base_model_id)
     steps = validate_job_steps(req.as_steps(), single=req.steps is None)
-    job = create_compress_job(session, req.base_model_id, steps, settings.max_attempts)
-    assert job.id is not None
-    try:
-        enqueue(job.id)
-    except Exception:
-        defer_enqueue(session, job)
-        response.headers["Retry-After"] = "0"
+
+    def create(session: Session) -> tuple[JobOut, bool]:
+        check_steps_on_model(require_base_model(session, req.base_model_id), steps, single=req.steps is None)
+        job_id, _, replayed = create_once(
+            session,
+            "jobs",
+            idempotency_key,
+            req.model_dump(mode="json", exclude_none=True),
+            lambda s: (create_compress_job(s, req.base_model_id, steps, settings.max_attempts).id, None),
+        )
+        assert job_id is not None
+        return job_out(get_job(session, job_id)), replayed
+
+    job, replayed = await db.run(create, write=True)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    else:
+        try:
+            await run_in_threadpool(enqueue, job.id)
+        except Exception:
+            job = await db.run(lambda session: job_out(defer_enqueue(session, job.id)), write=True)
+            response.headers["Retry-After"] = "0"
     response.headers["Location"] = f"/jobs/{job.id}"
-    return job_out(job)
+    return job
 
 
 @router.get("", response_model=JobPage)
-def get_jobs(
-    session: SessionDep,
+async def get_jobs(
+    db: DatabaseDep,
     settings: SettingsDep,
     status: JobStatus | None = None,
     base_model_id: str | None = Query(default=None, max_length=64),
@@ -61,23 +87,31 @@ def get_jobs(
 ) -> JobPage:
     """Newest first; filter by status, base model, technique (a chain matches any of its steps), kind."""
     limit = min(limit, settings.page_limit_max)
-    total, jobs = list_jobs(session, status, base_model_id, technique, kind, limit, offset)
-    return JobPage(total=total, limit=limit, offset=offset, items=[job_out(j) for j in jobs])
+
+    def page(session: Session) -> JobPage:
+        total, jobs = list_jobs(session, status, base_model_id, technique, kind, limit, offset)
+        return JobPage(total=total, limit=limit, offset=offset, items=[job_out(j) for j in jobs])
+
+    return await db.run(page)
 
 
 @router.get("/{job_id}", response_model=JobOut)
-def get_job_detail(job_id: JobId, session: SessionDep) -> JobOut:
+async def get_job_detail(job_id: JobId, db: DatabaseDep) -> JobOut:
     """Status, progress (0-1), stage, timestamps, error, and the result rows once it has succeeded."""
-    job = get_job(session, job_id)
-    return job_out(job, job_rows(session, job_id))
+    return await db.run(lambda session: job_out(get_job(session, job_id), job_rows(session, job_id)))
 
 
 @router.delete("/{job_id}", response_model=JobOut, responses={202: {"model": JobOut}, 409: {}})
-def delete_job(job_id: JobId, session: SessionDep) -> JSONResponse:
+async def delete_job(job_id: JobId, db: DatabaseDep) -> JSONResponse:
     """Cancel: a queued job never starts (200); a running one stops at its next progress check (202);
     a finished one answers 409."""
-    code, job = cancel_job(session, job_id)
-    return JSONResponse(job_out(job).model_dump(mode="json"), status_code=code)
+
+    def cancel(session: Session) -> tuple[int, JobOut]:
+        code, job = cancel_job(session, job_id)
+        return code, job_out(job)
+
+    code, job = await db.run(cancel, write=True)
+    return JSONResponse(job.model_dump(mode="json"), status_code=code)
 
 
 @router.get(
@@ -85,10 +119,14 @@ def delete_job(job_id: JobId, session: SessionDep) -> JSONResponse:
     response_class=FileResponse,
     responses={200: {"content": {"application/octet-stream": {}}}, 409: {"description": "The job has not succeeded"}},
 )
-def get_artifact(
-    job_id: JobId, session: SessionDep, settings: SettingsDep, row_index: int | None = None
+async def get_artifact(
+    job_id: JobId, db: DatabaseDep, settings: SettingsDep, row_index: int | None = Query(default=None, ge=0, le=MAX_ID)
 ) -> FileResponse:
     """The stored model of a finished job (.safetensors, weights + JSON spec; no pickle)."""
+    return await db.run(lambda session: artifact_response(session, job_id, settings, row_index))
+
+
+def artifact_response(session: Session, job_id: int, settings: Settings, row_index: int | None) -> FileResponse:
     job = get_job(session, job_id)
     if job.status != JOB_SUCCEEDED:
         raise HTTPException(409, detail=f"job {job_id} is '{job.status}'; its model is stored once it has succeeded")

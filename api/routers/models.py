@@ -7,38 +7,61 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Response, UploadFile
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import Enqueuer, EnqueuerDep, SessionDep, SettingsDep
+from api.database import Database, DatabaseDep
+from api.deps import Enqueuer, EnqueuerDep, SettingsDep
+from api.idempotency import create_once
 from api.job_service import defer_enqueue, require_base_model
-from api.model_service import create_model, model_out
-from api.schemas import ModelCreate, ModelCreated, ModelOut, ModelUpload
-from api.upload_service import create_uploaded_model, spec_field_error
-from store.tables import BaseModelRow, Job
+from api.model_service import add_model, check_model_request, model_out, new_model_id
+from api.request_params import IdempotencyKeyHeader
+from api.schemas import ModelCreate, ModelCreated, ModelId, ModelOut, ModelUpload
+from api.upload_service import EVALUATE_TECHNIQUE, UPLOAD_TRAINING, spec_field_error, store_uploaded_model
+from store.artifacts import ArtifactStore
+from store.tables import BaseModelRow
 
 router = APIRouter(prefix="/models", tags=["models"])
 
 
 @router.post("", status_code=202, response_model=ModelCreated)
-def post_model(
-    req: ModelCreate, session: SessionDep, settings: SettingsDep, enqueue: EnqueuerDep, response: Response
+async def post_model(
+    req: ModelCreate,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    enqueue: EnqueuerDep,
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> ModelCreated:
     """Register a base model and queue its training job (202: it trains in the background)."""
-    base, job = create_model(session, req, settings)
-    return _queued(session, base, job, enqueue, response)
+    spec, dataset = await run_in_threadpool(check_model_request, req, settings)
+    training = req.training.model_dump(mode="json")
+
+    def create(session: Session) -> tuple[int | None, str | None]:
+        model_id, job_id = add_model(session, req, spec, dataset, training, "train", settings)
+        return job_id, model_id
+
+    def insert(session: Session) -> tuple[ModelCreated, bool]:
+        payload = req.model_dump(mode="json")
+        job_id, model_id, replayed = create_once(session, "models", idempotency_key, payload, create)
+        return created(session, model_id), replayed
+
+    made, replayed = await db.run(insert, write=True)
+    return await _queued(db, made, replayed, enqueue, response)
 
 
 @router.post("/upload", status_code=202, response_model=ModelCreated)
-def upload_model(
+async def upload_model(
     spec: Annotated[
         str,
         Form(
+            min_length=2,
             max_length=1_000_000,
             description='JSON: {"name", "architecture" (a built-in name or a layer spec list), "input_shape", '
             '"num_classes", "dataset"}.',
         ),
     ],
     weights: Annotated[UploadFile, File(description="The trained weights as .safetensors (nothing else is read).")],
-    session: SessionDep,
+    db: DatabaseDep,
     settings: SettingsDep,
     enqueue: EnqueuerDep,
     response: Response,
@@ -52,28 +75,53 @@ def upload_model(
         req = ModelUpload.model_validate_json(spec)
     except ValidationError as exc:
         raise spec_field_error(exc) from None
-    data = weights.file.read()
-    base, job = create_uploaded_model(session, req, data, settings)
-    return _queued(session, base, job, enqueue, response)
+    data = await weights.read()
+    model_id = new_model_id()
+    model_spec, dataset, artifact = await run_in_threadpool(store_uploaded_model, req, data, settings, model_id)
 
+    def insert(session: Session) -> ModelCreated:
+        add_model(session, req, model_spec, dataset, UPLOAD_TRAINING, EVALUATE_TECHNIQUE, settings, artifact, model_id)
+        session.commit()
+        return created(session, model_id)
 
-def _queued(session: Session, base: BaseModelRow, job: Job, enqueue: Enqueuer, response: Response) -> ModelCreated:
-    assert job.id is not None
     try:
-        enqueue(job.id)
-    except Exception:
-        defer_enqueue(session, job)
-    response.headers["Location"] = f"/models/{base.id}"
-    return ModelCreated(id=base.id, training_job_id=job.id, status=base.status)
+        made = await db.run(insert, write=True)
+    except BaseException:
+        ArtifactStore(settings.artifact_dir).delete(artifact)
+        raise
+    return await _queued(db, made, False, enqueue, response)
+
+
+def created(session: Session, model_id: str | None) -> ModelCreated:
+    base = require_base_model(session, model_id or "")
+    assert base.training_job_id is not None
+    return ModelCreated(id=base.id, training_job_id=base.training_job_id, status=base.status)
+
+
+async def _queued(
+    db: Database, made: ModelCreated, replayed: bool, enqueue: Enqueuer, response: Response
+) -> ModelCreated:
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    else:
+        try:
+            await run_in_threadpool(enqueue, made.training_job_id)
+        except Exception:
+            await db.run(lambda session: defer_enqueue(session, made.training_job_id), write=True)
+    response.headers["Location"] = f"/models/{made.id}"
+    return made
 
 
 @router.get("", response_model=list[ModelOut])
-def get_models(session: SessionDep) -> list[ModelOut]:
-    rows = session.exec(select(BaseModelRow).order_by(col(BaseModelRow.created_at)))
-    return [model_out(session, b, detail=False) for b in rows]
+async def get_models(db: DatabaseDep) -> list[ModelOut]:
+    def listing(session: Session) -> list[ModelOut]:
+        rows = session.exec(select(BaseModelRow).order_by(col(BaseModelRow.created_at)))
+        return [model_out(session, b, detail=False) for b in rows]
+
+    return await db.run(listing)
 
 
 @router.get("/{model_id}", response_model=ModelOut)
-def get_model(model_id: str, session: SessionDep) -> ModelOut:
+async def get_model(model_id: ModelId, db: DatabaseDep) -> ModelOut:
     """Status, the baseline row and the per-layer table (params, MACs, shares) once trained."""
-    return model_out(session, require_base_model(session, model_id), detail=True)
+    return await db.run(lambda session: model_out(session, require_base_model(session, model_id), detail=True))
