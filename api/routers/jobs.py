@@ -9,8 +9,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.database import DatabaseDep
-from api.deps import EnqueuerDep, SettingsDep
+from api.database import Database, DatabaseDep
+from api.deps import Enqueuer, EnqueuerDep, SettingsDep
 from api.idempotency import create_once
 from api.job_service import (
     cancel_job,
@@ -62,16 +62,25 @@ async def post_job(
         return job_out(get_job(session, job_id)), replayed
 
     job, replayed = await db.run(create, write=True)
-    if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    else:
-        try:
-            await run_in_threadpool(enqueue, job.id)
-        except Exception:
-            job = await db.run(lambda session: job_out(defer_enqueue(session, job.id)), write=True)
-            response.headers["Retry-After"] = "0"
+    if await send_job(db, enqueue, job.id, replayed, response):
+        job = await db.run(lambda session: job_out(get_job(session, job.id)))
     response.headers["Location"] = f"/jobs/{job.id}"
     return job
+
+
+async def send_job(db: Database, enqueue: Enqueuer, job_id: int, replayed: bool, response: Response) -> bool:
+    """Send a committed job's id to the workers (not a replayed one's: it was sent the first time). True when
+    the broker refused it: the job stays queued, its stage says so, the reconciler sends it later."""
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+        return False
+    try:
+        await run_in_threadpool(enqueue, job_id)
+        return False
+    except Exception:
+        await db.run(lambda session: defer_enqueue(session, job_id), write=True)
+        response.headers["Retry-After"] = "0"
+        return True
 
 
 @router.get("", response_model=JobPage)

@@ -12,9 +12,10 @@ from starlette.concurrency import run_in_threadpool
 from api.database import Database, DatabaseDep
 from api.deps import Enqueuer, EnqueuerDep, SettingsDep
 from api.idempotency import create_once
-from api.job_service import defer_enqueue, require_base_model
+from api.job_service import require_base_model
 from api.model_service import add_model, check_model_request, model_out, new_model_id
 from api.request_params import IdempotencyKeyHeader
+from api.routers.jobs import send_job
 from api.schemas import ModelCreate, ModelCreated, ModelId, ModelOut, ModelUpload
 from api.upload_service import EVALUATE_TECHNIQUE, UPLOAD_TRAINING, spec_field_error, store_uploaded_model
 from store.artifacts import ArtifactStore
@@ -101,13 +102,7 @@ def created(session: Session, model_id: str | None) -> ModelCreated:
 async def _queued(
     db: Database, made: ModelCreated, replayed: bool, enqueue: Enqueuer, response: Response
 ) -> ModelCreated:
-    if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    else:
-        try:
-            await run_in_threadpool(enqueue, made.training_job_id)
-        except Exception:
-            await db.run(lambda session: defer_enqueue(session, made.training_job_id), write=True)
+    await send_job(db, enqueue, made.training_job_id, replayed, response)
     response.headers["Location"] = f"/models/{made.id}"
     return made
 

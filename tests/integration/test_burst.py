@@ -44,8 +44,12 @@ def start_api(tmp: Path, procs: list[Proc], database_url: str, broker_url: str, 
     return base
 
 
-async def burst(base: str, n: int) -> tuple[list[tuple[int, float, dict[str, str]]], list[tuple[int, float]]]:
-    """``n`` clients, one connection each, all connected before any sends; /healthz polled meanwhile."""
+Answers = list[tuple[int, float, dict[str, str]]]
+
+
+async def burst(base: str, n: int) -> tuple[Answers, Answers, list[tuple[int, float]]]:
+    """``n`` clients, one connection each, all connected before any sends, POST a job each, then all read one
+    job at once; /healthz polled meanwhile."""
     clients = [httpx.AsyncClient(base_url=base, timeout=ANSWER_WITHIN_S + 30) for _ in range(n)]
     health: list[tuple[int, float]] = []
     done = asyncio.Event()
@@ -70,23 +74,35 @@ async def burst(base: str, n: int) -> tuple[list[tuple[int, float, dict[str, str
         except httpx.HTTPError as exc:
             return 0, time.monotonic() - t0, {"error": repr(exc)}
 
+    async def read(c: httpx.AsyncClient, job_id: int) -> tuple[int, float, dict[str, str]]:
+        t0 = time.monotonic()
+        try:
+            r = await c.get(f"/jobs/{job_id}")
+            return r.status_code, time.monotonic() - t0, dict(r.headers)
+        except httpx.HTTPError as exc:
+            return 0, time.monotonic() - t0, {"error": repr(exc)}
+
     try:
         await asyncio.gather(*(c.get("/openapi.json") for c in clients))  # every connection open first
         poller = asyncio.create_task(poll_health())
         answers = await asyncio.gather(*(post(i, c) for i, c in enumerate(clients)))
+        made = [int(h["location"].rsplit("/", 1)[1]) for code, _, h in answers if code == 202]
+        reads = await asyncio.gather(*(read(c, made[0]) for c in clients)) if made else []
         done.set()
         await poller
     finally:
         await asyncio.gather(*(c.aclose() for c in clients))
-    return answers, health
+    return list(answers), list(reads), health
 
 
 def check_burst(base: str, database_url: str, expect_503: bool) -> None:
-    answers, health = asyncio.run(burst(base, CLIENTS))
+    answers, reads, health = asyncio.run(burst(base, CLIENTS))
     codes = [code for code, _, _ in answers]
     assert set(codes) <= {202, 503}, sorted(set(codes))
-    assert max(t for _, t, _ in answers) < ANSWER_WITHIN_S
-    for code, _, headers in answers:
+    read_codes = [code for code, _, _ in reads]
+    assert set(read_codes) <= {200, 503}, sorted(set(read_codes))
+    assert max(t for _, t, _ in answers + reads) < ANSWER_WITHIN_S
+    for code, _, headers in answers + reads:
         if code == 503:
             assert int(headers["retry-after"]) >= 1
     accepted = codes.count(202)
@@ -99,6 +115,7 @@ def check_burst(base: str, database_url: str, expect_503: bool) -> None:
         assert 0 < accepted < CLIENTS, codes
     else:
         assert accepted == CLIENTS, f"{codes.count(503)} of {CLIENTS} answered 503 with the default bounds"
+        assert read_codes.count(200) == CLIENTS, f"{read_codes.count(503)} reads answered 503"
     assert health and all(code == 200 for code, _ in health), health
     assert max(t for _, t in health) < 5.0, health
 
