@@ -231,7 +231,7 @@ def _torchvision(cls_name: str) -> Callable[[str, Path, bool, int], DatasetSplit
             test = cls(str(root), train=False, download=allow_download)
         except RuntimeError as exc:
             hint = "" if allow_download else " (downloads are off: set NETREDUCE_ALLOW_DOWNLOAD=true)"
-            raise DatasetError(f"{spec}: not found under data root '{root}'{hint}: {exc}") from exc
+            raise DatasetError(f"{spec}: not found in the data root (NETREDUCE_DATA_ROOT){hint}: {exc}") from exc
         return _finish(
             spec,
             np.asarray(train.data),
