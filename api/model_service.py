@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Any
 
@@ -13,6 +14,7 @@ from api.schemas import ModelCreate, ModelOut, ModelUpload
 from api.service_errors import unprocessable
 from api.spec_limits import SpecTooLarge, check_footprint, check_layer_count, resolve_on_meta
 from compress.architectures import get_architecture
+from compress.datasets import DatasetError, describe_dataset
 from compress.layer_spec import ModelSpec, SpecError, build_model
 from compress.registry import UnknownNameError
 from store.data_roots import DataRootError, resolve_dataset_spec
@@ -26,6 +28,21 @@ def check_dataset(spec: str, roots: list[str], loc: list[Any] | None = None) -> 
         return resolve_dataset_spec(spec, roots)
     except (DataRootError, UnknownNameError) as exc:
         raise unprocessable(loc or ["body", "dataset"], str(exc), "invalid_dataset") from None
+
+
+def check_dataset_fits(
+    dataset: str, given: str, spec: ModelSpec, settings: Settings, loc: list[Any] | None = None
+) -> None:
+    """422 when the model could never train on ``dataset`` (the checked spec; ``given`` is how the client
+    wrote it): absent here, empty or malformed, or its samples/classes do not fit ``spec``. Reads headers
+    and labels only; messages name the data set as the client gave it, never a server path."""
+    try:
+        info = describe_dataset(dataset, settings.data_root, settings.allow_download)
+        dataclasses.replace(info, name=given).check_fits(spec.input_shape, spec.num_classes)
+    except DatasetError as exc:
+        msg = str(exc)
+        msg = msg if msg.startswith("model ") else f"data set '{given}': {msg}"
+        raise unprocessable(loc or ["body", "dataset"], msg, "unusable_dataset") from None
 
 
 def check_architecture(req: ModelCreate | ModelUpload, settings: Settings, loc: list[Any] | None = None) -> ModelSpec:
@@ -49,14 +66,16 @@ def check_architecture(req: ModelCreate | ModelUpload, settings: Settings, loc: 
     except ValidationError as exc:
         msg = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
         raise unprocessable(loc, f"invalid layer spec: {msg}", "invalid_spec") from None
-    except (SpecError, ValueError, TypeError, RuntimeError, NotImplementedError, OverflowError) as exc:
+    except (SpecError, ValueError, TypeError, RuntimeError, NotImplementedError, ArithmeticError, IndexError) as exc:
         raise unprocessable(loc, f"cannot build the model: {exc}", "invalid_spec") from None
 
 
 def check_model_request(req: ModelCreate, settings: Settings) -> tuple[ModelSpec, str]:
     """The resolved spec and data set of a ``POST /models`` (CPU work: no database)."""
     dataset = check_dataset(req.dataset, settings.data_roots)
-    return check_architecture(req, settings), dataset
+    spec = check_architecture(req, settings)
+    check_dataset_fits(dataset, req.dataset, spec, settings)
+    return spec, dataset
 
 
 def new_model_id() -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 from safetensors.torch import load as st_load
 
-from api.model_service import check_architecture, check_dataset
+from api.model_service import check_architecture, check_dataset, check_dataset_fits
 from api.schemas import ModelUpload
 from api.service_errors import InvalidInput, unprocessable
 from compress.layer_spec import ModelSpec, build_model
@@ -134,6 +134,7 @@ def store_uploaded_model(
     name)``. CPU and file work only; the caller adds the rows (``model_service.add_model``) or deletes the file."""
     dataset = check_dataset(req.dataset, settings.data_roots, loc=["body", "spec", "dataset"])
     spec = check_architecture(req, settings, loc=["body", "spec", "architecture"])
+    check_dataset_fits(dataset, req.dataset, spec, settings, loc=["body", "spec", "dataset"])
     tensors = read_header(data)
     model = build_model(spec)
     state = model.state_dict()

@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from compress import pooling
+from compress.spec_checks import arg_problem
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")  # with fullmatch: "$" would let "f\n" through
 
 
 class SpecError(ValueError):
@@ -116,6 +117,9 @@ def _check_args(layer: LayerSpec, path: str) -> None:
     for key, value in layer.args.items():
         if not isinstance(value, int | float | bool | str | list | tuple | type(None)):
             raise SpecError(f"layer '{path}': argument '{key}' must be a JSON number, string, bool or list")
+    problem = arg_problem(layer.type, layer.args)
+    if problem:
+        raise SpecError(f"layer '{path}' ({layer.type}): {problem}")
 
 
 def _build_layers(layers: list[LayerSpec], prefix: str = "") -> nn.Sequential:
@@ -125,7 +129,7 @@ def _build_layers(layers: list[LayerSpec], prefix: str = "") -> nn.Sequential:
         raise SpecError(f"'{prefix or 'model'}': a spec needs at least one layer")
     for layer in layers:
         path = f"{prefix}{layer.name}"
-        if not _NAME.match(layer.name):
+        if not _NAME.fullmatch(layer.name):
             raise SpecError(f"layer '{path}': name must be a Python identifier of at most 64 characters")
         if layer.name in seen:
             raise SpecError(f"layer '{path}': duplicate name")
@@ -139,7 +143,7 @@ def _build_layers(layers: list[LayerSpec], prefix: str = "") -> nn.Sequential:
         args = {k: tuple(v) if isinstance(v, list) else v for k, v in layer.args.items()}
         try:
             modules[layer.name] = LAYER_TYPES[layer.type](**args)
-        except (TypeError, ValueError, RuntimeError) as exc:
+        except (TypeError, ValueError, RuntimeError, ArithmeticError, IndexError) as exc:
             raise SpecError(f"layer '{path}' ({layer.type}): bad arguments {layer.args}: {exc}") from exc
     return nn.Sequential(modules)
 
@@ -164,7 +168,7 @@ def output_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[
             for name, module in children:
                 try:
                     x = module(x)
-                except (RuntimeError, ValueError, IndexError) as exc:
+                except (RuntimeError, ValueError, IndexError, TypeError, ArithmeticError) as exc:
                     raise SpecError(
                         f"layer '{name}' ({type(module).__name__}) cannot take input of shape "
                         f"{tuple(x.shape[1:])}: {str(exc).splitlines()[0]}"
@@ -212,9 +216,14 @@ def refit_inputs(layers: list[LayerSpec], input_shape: tuple[int, ...]) -> list[
         elif new.type in ("BatchNorm1d", "BatchNorm2d"):
             new.args["num_features"] = x.shape[1]
         module = _build_layers([new])
-        with torch.no_grad():
-            module.eval()
-            x = module(x)
+        try:
+            with torch.no_grad():
+                x = module.eval()(x)
+        except (RuntimeError, ValueError, IndexError, TypeError, ArithmeticError) as exc:
+            raise SpecError(
+                f"layer '{new.name}' ({new.type}) cannot take input of shape {tuple(x.shape[1:])}: "
+                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from exc
         out.append(new)
     return out
 

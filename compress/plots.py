@@ -4,6 +4,8 @@ Built on ``matplotlib.figure.Figure`` with its own Agg canvas: no pyplot, no glo
 no backend switch, so plots can be drawn from a web worker thread. ``*_figure`` functions return the
 figure (for notebooks and tests); ``*_plot`` functions return PNG or SVG bytes. SVG keeps text as
 text (``svg.fonttype = none``, set only while saving), so labels stay searchable and the file small.
+Every text that can carry a user's string (titles, row labels, legend entries, layer names) is drawn
+with ``parse_math=False``: a model called ``a $x^$ b`` is shown as typed, never parsed as math text.
 """
 
 from __future__ import annotations
@@ -128,7 +130,16 @@ def place_labels(
     texts: dict[int, Text] = {}
     placed: list[Bbox] = []
     for i in order:
-        t = ax.text(*points[i], labels[i], fontsize=_LABEL_FONT_PT, clip_on=False, gid=LABEL_GID, zorder=6, **text_kw)
+        t = ax.text(
+            *points[i],
+            labels[i],
+            fontsize=_LABEL_FONT_PT,
+            clip_on=False,
+            gid=LABEL_GID,
+            zorder=6,
+            parse_math=False,
+            **text_kw,
+        )
         # Tier 0: free, unambiguous, off the soft obstacles; 1: free and unambiguous; 2: free; 3: least overlap.
         best: tuple[int, float, float, float, float] | None = None
         for ring in _RINGS_PT:
@@ -231,7 +242,7 @@ def tradeoff_figure(
     ax.set_xscale("log")
     ax.set_xlabel(x_label)
     ax.set_ylabel(Y_LABEL)
-    ax.set_title(title or f"Accuracy vs {word}: up and to the left is better")
+    ax.set_title(title or f"Accuracy vs {word}: up and to the left is better", parse_math=False)
     ax.grid(True, which="major", alpha=0.35)
     ax.grid(True, which="minor", alpha=0.12)
 
@@ -293,6 +304,8 @@ def tradeoff_figure(
         legend = ax.legend(
             handles, names, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, title="technique"
         )
+        for text in legend.get_texts():
+            text.set_parse_math(False)
         # Fix the layout before placing labels: the axes give the legend the room it measures.
         legend_w = legend.get_window_extent(renderer).width / fig.bbox.width
         left, bottom, _, height = ax.get_position().bounds
@@ -304,7 +317,7 @@ def tradeoff_figure(
     if skipped_trials:
         notes.append(f"{skipped_trials} search trial(s) hidden")
     if notes:
-        fig.text(0.08, 0.015, "; ".join(notes), fontsize=8, color="0.35")
+        fig.text(0.08, 0.015, "; ".join(notes), fontsize=8, color="0.35", parse_math=False)
     if not shown:
         ax.text(0.5, 0.5, "nothing to plot", transform=ax.transAxes, ha="center", va="center", color="0.4")
         return fig
@@ -390,10 +403,13 @@ def layer_figure(layers: Sequence[Any], title: str | None = None, cover: float =
         ax.set_xlabel(f"{unit}{' (log scale)' if log else ''}")
         ax.grid(True, axis="x", alpha=0.3)
     axes[0].set_yticks(range(len(names)), names)
+    for label in axes[0].get_yticklabels():
+        label.set_parse_math(False)
     axes[0].invert_yaxis()
     fig.suptitle(
         title
-        or f"Which layers to reduce first: coloured bars hold ≥ {100 * cover:.0f} % of the parameters / operations"
+        or f"Which layers to reduce first: coloured bars hold ≥ {100 * cover:.0f} % of the parameters / operations",
+        parse_math=False,
     )
     return fig
 

@@ -18,7 +18,14 @@ from torch import nn
 
 from compress.layer_spec import ModelSpec
 from compress.measure import Measurement, measure
-from compress.techniques.base import Context, Technique, TechniqueParams, Variant, get_technique
+from compress.techniques.base import (
+    Context,
+    Technique,
+    TechniqueParams,
+    UnknownLayerError,
+    Variant,
+    get_technique,
+)
 
 
 class Step(BaseModel):
@@ -70,6 +77,41 @@ def validate_steps(steps: list[Step]) -> list[tuple[Technique, TechniqueParams]]
             raise JobInputError(f"technique '{step.technique}' has no search mode")
         out.append((tech, params))
     return out
+
+
+class StepLayerError(JobInputError):
+    """A step names layers its technique cannot use on this model; ``valid`` lists those it can."""
+
+    def __init__(self, step: int, technique: str, error: UnknownLayerError) -> None:
+        super().__init__(f"step {step + 1} ({technique}): {error}")
+        self.step = step
+        self.technique = technique
+        self.detail = str(error)
+        self.names = error.names
+        self.valid = error.valid
+        self.field = error.field
+
+
+def check_steps_against_spec(steps: list[Step], spec: ModelSpec) -> None:
+    """What can be known before running: each step's params against the base model's structure (layer
+    names exist and are eligible), on the meta device, without weights or data.
+
+    Steps after one that renames layers (``keeps_layer_names=False``, e.g. separable) and specs rebuilt by
+    transforms (int8) are left to the run. Raises StepLayerError, or JobInputError for other refusals.
+    """
+    resolved = validate_steps(steps)
+    if spec.transforms:
+        return
+    for i, (tech, params) in enumerate(resolved):
+        if tech.check_params_against is not None:
+            try:
+                tech.check_params_against(spec, params)
+            except UnknownLayerError as exc:
+                raise StepLayerError(i, tech.name, exc) from None
+            except ValueError as exc:
+                raise JobInputError(f"step {i + 1} ({tech.name}): {exc}") from None
+        if not tech.keeps_layer_names:
+            return
 
 
 def _as_list(result: Variant | list[Variant]) -> list[Variant]:

@@ -34,9 +34,8 @@ def resolve_dataset_spec(spec: str, roots: list[str]) -> str:
     real = Path(os.path.realpath(path))
     allowed = [Path(os.path.realpath(Path(r).expanduser())) for r in roots]
     if not any(real == root or root in real.parents for root in allowed):
-        shown = ", ".join(str(r) for r in roots) or "(none configured)"
-        raise DataRootError(
-            f"data set path '{rest}' is outside the allowed data roots ({shown}); "
+        raise DataRootError(  # the roots themselves are the server's paths: not shown to clients
+            f"data set path '{rest}' is outside the allowed data roots ({len(roots)} configured); "
             "set NETREDUCE_DATA_ROOTS to allow another folder"
         )
     if not real.exists():

@@ -14,6 +14,7 @@ from api.deps import Enqueuer, EnqueuerDep, SettingsDep
 from api.idempotency import create_once
 from api.job_service import (
     cancel_job,
+    check_steps_on_model,
     create_compress_job,
     defer_enqueue,
     get_job,
@@ -49,7 +50,7 @@ async def post_job(
     steps = validate_job_steps(req.as_steps(), single=req.steps is None)
 
     def create(session: Session) -> tuple[JobOut, bool]:
-        require_base_model(session, req.base_model_id)
+        check_steps_on_model(require_base_model(session, req.base_model_id), steps, single=req.steps is None)
         job_id, _, replayed = create_once(
             session,
             "jobs",

@@ -12,11 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from compress.datasets import DatasetSplit
-from compress.layer_spec import ModelSpec
+from compress.layer_spec import ModelSpec, build_layers
 from compress.registry import Registry
 from compress.size import SizeReport
 from compress.training import CancelCheck, Progress
@@ -119,6 +120,18 @@ class SearchAxis:
 
 
 Apply = Callable[[nn.Module, ModelSpec, Any, Context], "Variant | list[Variant]"]
+CheckAgainst = Callable[[ModelSpec, Any], None]
+
+
+class UnknownLayerError(ValueError):
+    """Layer names a technique cannot use: ``names`` the refused ones, ``valid`` those it can take,
+    ``field`` the params field that named them."""
+
+    def __init__(self, message: str, names: list[str], valid: list[str], field: str = "layers") -> None:
+        super().__init__(message)
+        self.names = names
+        self.valid = valid
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -128,6 +141,11 @@ class Technique:
     params_model: type[TechniqueParams]
     apply: Apply
     search_axis: SearchAxis | None = None
+    check_params_against: CheckAgainst | None = None
+    """Checks of the params against the model's structure alone (no weights, no data), e.g. that named
+    layers exist and are eligible: run when a job is submitted; raises ValueError (UnknownLayerError)."""
+    keeps_layer_names: bool = True
+    """False when the technique renames or adds layers, so a later step's names cannot be checked up front."""
 
     def params_schema(self) -> dict[str, Any]:
         return self.params_model.model_json_schema()
@@ -152,6 +170,12 @@ def list_techniques() -> list[Technique]:
     return TECHNIQUES.list()
 
 
+def structure(spec: ModelSpec) -> nn.Module:
+    """``spec``'s float layers on the meta device: names, types and shapes, no memory, no weights."""
+    with torch.device("meta"):
+        return build_layers(spec.layers)
+
+
 def weighted_layers(model: nn.Module, types: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear)) -> list[str]:
     """Names of the model's layers of ``types``, heaviest (most weight elements) first."""
     named = [(n, m) for n, m in model.named_modules() if n and isinstance(m, types)]
@@ -167,6 +191,6 @@ def select_layers(model: nn.Module, params: Any, eligible: list[str], what: str 
     if params.layers:
         bad = [n for n in params.layers if n not in eligible]
         if bad:
-            raise ValueError(f"unknown layer(s) {bad}; {what}: {', '.join(eligible) or 'none'}")
+            raise UnknownLayerError(f"unknown layer(s) {bad}; {what}: {', '.join(eligible) or 'none'}", bad, eligible)
         return list(params.layers)
     return eligible[: params.top_k]

@@ -44,6 +44,7 @@ from compress.techniques.base import (
     Variant,
     register_technique,
     select_layers,
+    structure,
     weighted_layers,
 )
 from compress.training import TrainConfig, seed_everything, train
@@ -179,13 +180,23 @@ def orthogonal_size(model: nn.Module, layers: list[str]) -> SizeReport:
     return SizeReport(n_params, nbytes, nonzero, CONVENTION)
 
 
+ELIGIBLE_WHAT = "Conv2d/Linear layers"
+
+
+def check_layers(spec: ModelSpec, params: OrthogonalParams) -> None:
+    """Named layers must exist and be Conv2d/Linear (UnknownLayerError listing those that are)."""
+    if params.layers:
+        model = structure(spec)
+        select_layers(model, params, eligible_layers(model, spec, params), ELIGIBLE_WHAT)
+
+
 def eligible_layers(model: nn.Module, spec: ModelSpec, params: OrthogonalParams) -> list[str]:
     """Conv2d/Linear layers, heaviest (most weight elements) first."""
     return weighted_layers(model, ORTHOGONAL_TYPES)
 
 
 def apply(model: nn.Module, spec: ModelSpec, params: OrthogonalParams, ctx: Context) -> Variant:
-    layers = select_layers(model, params, eligible_layers(model, spec, params), "Conv2d/Linear layers")
+    layers = select_layers(model, params, eligible_layers(model, spec, params), ELIGIBLE_WHAT)
     if not layers:
         raise ValueError("orthogonal: the model has no float Conv2d/Linear layers to make orthogonal")
     ctx.report(0.0, f"orthogonalizing {', '.join(layers)}")
@@ -234,5 +245,6 @@ TECHNIQUE = register_technique(
         params_model=OrthogonalParams,
         apply=apply,
         search_axis=SearchAxis(kind="layers", eligible=eligible_layers),
+        check_params_against=check_layers,
     )
 )

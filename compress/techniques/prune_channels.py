@@ -38,8 +38,10 @@ from compress.techniques.base import (
     SearchAxis,
     Technique,
     TechniqueParams,
+    UnknownLayerError,
     Variant,
     register_technique,
+    structure,
 )
 from compress.techniques.prune_l1 import tensor_attr
 from compress.training import TrainConfig, train
@@ -199,14 +201,25 @@ def _counts(plan: ChannelPlan, amount: float | dict[str, float]) -> dict[str, in
         bad = [n for n in amount if n not in plan.links]
         if bad:
             why = "; ".join(f"{n}: {plan.skipped[n]}" for n in bad if n in plan.skipped)
-            raise ValueError(
+            raise UnknownLayerError(
                 f"unknown or ineligible layer(s) {bad}; layers whose channels can be pruned: "
-                f"{', '.join(valid) or 'none'}" + (f" ({why})" if why else "")
+                f"{', '.join(valid) or 'none'}" + (f" ({why})" if why else ""),
+                bad,
+                valid,
+                field="amount",
             )
         wanted = amount
     else:
         wanted = dict.fromkeys(plan.links, amount)
     return {n: min(round(a * plan.links[n].outputs), plan.links[n].outputs - 1) for n, a in wanted.items()}
+
+
+def check_layers(spec: ModelSpec, params: PruneChannelsParams) -> None:
+    """The layers an ``amount`` dict names must have prunable channels (planned on the meta device)."""
+    if isinstance(params.amount, dict):
+        with torch.device("meta"):
+            plan = plan_channels(structure(spec), spec)
+        _counts(plan, params.amount)
 
 
 def _mask_channels(model: nn.Module, plan: ChannelPlan, counts: dict[str, int]) -> dict[str, torch.Tensor]:
@@ -316,5 +329,6 @@ register_technique(
         params_model=PruneChannelsParams,
         apply=apply,
         search_axis=SearchAxis(kind="ratio", field="amount", low=0.0, high=0.95, coarse=(0.25, 0.5, 0.7, 0.8, 0.9)),
+        check_params_against=check_layers,
     )
 )

@@ -39,6 +39,7 @@ from compress.techniques.base import (
     Variant,
     register_technique,
     select_layers,
+    structure,
     weighted_layers,
 )
 from compress.training import TrainConfig, train
@@ -93,6 +94,17 @@ def eligible_layers(model: nn.Module, params: PruneL1Params) -> list[str]:
     """Layers of ``params.layer_types``, heaviest first."""
     types = tuple(LAYER_TYPES[t] for t in dict.fromkeys(params.layer_types))
     return weighted_layers(model, types)
+
+
+def check_layers(spec: ModelSpec, params: PruneL1Params) -> None:
+    """Named layers must exist and be of ``layer_types`` (UnknownLayerError listing those that are)."""
+    if params.layers:
+        model = structure(spec)
+        select_layers(model, params, eligible_layers(model, params), _eligible_what(params))
+
+
+def _eligible_what(params: PruneL1Params) -> str:
+    return f"eligible layers ({', '.join(params.layer_types)})"
 
 
 def bitmap_size(model: nn.Module) -> SizeReport:
@@ -188,7 +200,7 @@ def apply(model: nn.Module, spec: ModelSpec, params: PruneL1Params, ctx: Context
     eligible = eligible_layers(model, params)
     if not eligible:
         raise ValueError(f"prune-l1: the model has no layers of type {', '.join(params.layer_types)}")
-    names = select_layers(model, params, eligible, f"eligible layers ({', '.join(params.layer_types)})")
+    names = select_layers(model, params, eligible, _eligible_what(params))
     order = [n for n, _ in model.named_modules() if n in names]
 
     pruned = copy.deepcopy(model)
@@ -237,5 +249,6 @@ register_technique(
         params_model=PruneL1Params,
         apply=apply,
         search_axis=SearchAxis(kind="ratio", field="amount", low=0.0, high=0.99, coarse=(0.5, 0.7, 0.8, 0.9, 0.95)),
+        check_params_against=check_layers,
     )
 )

@@ -41,6 +41,7 @@ from compress.techniques.base import (
     Variant,
     register_technique,
     select_layers,
+    structure,
     weighted_layers,
 )
 from compress.training import TrainConfig, seed_everything, train
@@ -82,6 +83,13 @@ def eligible_layers(model: nn.Module, spec: ModelSpec, params: Any = None) -> li
     """Separable convs that the spec names (so it can be rewritten), heaviest first."""
     modules = dict(model.named_modules())
     return [n for n in weighted_layers(model, (nn.Conv2d,)) if is_separable(modules[n]) and _in_spec(spec, n)]
+
+
+def check_layers(spec: ModelSpec, params: SeparableParams) -> None:
+    """Named layers must be separable convs (UnknownLayerError listing those that are)."""
+    if params.layers:
+        model = structure(spec)
+        select_layers(model, params, eligible_layers(model, spec, params), ELIGIBLE_WHAT)
 
 
 def separable_spec(layer: LayerSpec, conv: nn.Conv2d, rank: int) -> LayerSpec:
@@ -216,5 +224,7 @@ TECHNIQUE = register_technique(
         params_model=SeparableParams,
         apply=apply,
         search_axis=SearchAxis(kind="layers", eligible=eligible_layers),
+        check_params_against=check_layers,
+        keeps_layer_names=False,  # conv1 becomes conv1.v + conv1.h
     )
 )

@@ -226,3 +226,22 @@ def test_report_html(client: TestClient, table: str) -> None:
     assert "<h2>Recommendation</h2>" in r.text and "B int8 (chosen)" in r.text
     assert len(re.findall(r'<tr class="front', r.text)) == len(FRONT_DEFAULT)
     assert "<svg" in r.text and "<script" not in r.text
+
+
+def test_plots_draw_a_math_like_model_name_as_typed(client: TestClient, engine: Engine) -> None:
+    """A model called 'a $x^$ b' made GET /models/{id}/layers.png and .svg answer 500 (math text)."""
+    mid = add_model(engine)
+    name = "a $x^$ b"
+    with Session(engine) as s:
+        base = s.get(BaseModelRow, mid)
+        assert base is not None
+        base.name = name
+        base.baseline = {"accuracy": 98.0, "layers": [{**LAYERS[0], "name": "$conv^$"}, *LAYERS[1:]]}
+        s.add(base)
+        s.commit()
+    png = client.get(f"/models/{mid}/layers.png")
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG\r\n\x1a\n")
+    svg = client.get(f"/models/{mid}/layers.svg")
+    assert svg.status_code == 200
+    texts = {t.strip() for t in ET.fromstring(svg.content).itertext()}
+    assert f"{name}: which layers to reduce first" in texts and "$conv^$ (Conv2d)" in texts

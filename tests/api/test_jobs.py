@@ -184,3 +184,56 @@ def test_job_detail_shows_rows_in_order(client: TestClient, engine: Engine) -> N
     rows = client.get(f"/jobs/{job_id}").json()["rows"]
     assert [r["label"] for r in rows] == ["first", "second"]
     assert rows[0]["has_artifact"] is False
+
+
+DIGITS_WEIGHTED = {"conv1", "conv2", "fc1", "fc2"}  # digits-cnn's Conv2d/Linear layers
+
+
+def test_unknown_layer_names_are_a_422_listing_the_valid_ones(client: TestClient, recorder: EnqueueRecorder) -> None:
+    """prune-l1 layers ["nope"] used to be accepted and fail in the worker; now the 422 says so at once."""
+    r = client.post(
+        "/jobs",
+        json={"base_model_id": "digits-cnn", "technique": "prune-l1", "params": {"amount": 0.5, "layers": ["nope"]}},
+    )
+    assert r.status_code == 422, r.text
+    (err,) = r.json()["detail"]
+    assert err["loc"] == ["body", "params", "layers"] and err["type"] == "unknown_layer"
+    assert "prune-l1: unknown layer(s) ['nope']" in err["msg"] and set(err["valid"]) == DIGITS_WEIGHTED
+    for name in DIGITS_WEIGHTED:
+        assert name in err["msg"]
+
+    for technique, params, field, valid in (
+        ("orthogonal", {"layers": ["relu1"]}, "layers", DIGITS_WEIGHTED),
+        ("separable", {"layers": ["fc1"]}, "layers", {"conv1", "conv2"}),
+        ("prune-channels", {"amount": {"fc2": 0.5}}, "amount", {"conv1", "conv2", "fc1"}),
+    ):
+        r = client.post("/jobs", json={"base_model_id": "digits-cnn", "technique": technique, "params": params})
+        assert r.status_code == 422, (technique, r.text)
+        (err,) = r.json()["detail"]
+        assert err["loc"] == ["body", "params", field] and set(err["valid"]) == valid, (technique, err)
+
+    steps = [{"technique": "quantize-dynamic"}, {"technique": "prune-l1", "params": {"layers": ["fc1", "fc9"]}}]
+    r = client.post("/jobs", json={"base_model_id": "digits-cnn", "steps": steps})
+    assert r.status_code == 422
+    (err,) = r.json()["detail"]
+    assert err["loc"] == ["body", "steps", 1, "params", "layers"]
+    assert "step 2 (prune-l1): unknown layer(s) ['fc9']" in err["msg"]
+    assert recorder.ids == []
+
+
+def test_valid_layer_names_are_accepted(client: TestClient) -> None:
+    ok = [
+        ("prune-l1", {"layers": ["fc1", "conv2"]}),
+        ("orthogonal", {"layers": ["fc1"]}),
+        ("separable", {"layers": ["conv2"]}),
+        ("prune-channels", {"amount": {"conv1": 0.5}}),
+    ]
+    for technique, params in ok:
+        r = client.post("/jobs", json={"base_model_id": "digits-cnn", "technique": technique, "params": params})
+        assert r.status_code == 202, (technique, r.text)
+    # separable renames conv2 to conv2.v + conv2.h: a later step may name the new layers
+    steps = [
+        {"technique": "separable", "params": {"layers": ["conv2"]}},
+        {"technique": "prune-l1", "params": {"layers": ["conv2.v"]}},
+    ]
+    assert client.post("/jobs", json={"base_model_id": "digits-cnn", "steps": steps}).status_code == 202

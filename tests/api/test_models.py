@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
+import struct
 from pathlib import Path
 
+import numpy as np
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
@@ -82,14 +86,28 @@ def test_model_detail_has_baseline_and_layers(client: TestClient, engine: Engine
     _ = add_job  # seed helper shared with other modules
 
 
+def write_idx(folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray, compress: bool = False) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
+        raw = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+        raw += array.astype(np.uint8).tobytes()
+        name = f"{prefix}-{kind}-ubyte" + (".gz" if compress else "")
+        (folder / name).write_bytes(gzip.compress(raw) if compress else raw)
+
+
+def _digits_like(folder: Path, size: int = 8, classes: int = 10, n: int = 20) -> Path:
+    rng = np.random.default_rng(0)
+    write_idx(folder, "t10k", rng.integers(0, 255, (n, size, size)), np.arange(n) % classes)
+    return folder
+
+
 def _post_dataset(client: TestClient, dataset: str) -> tuple[int, dict]:
     r = client.post("/models", json={"name": "d", "architecture": "digits-cnn", "dataset": dataset})
     return r.status_code, r.json()
 
 
 def test_path_dataset_only_under_data_roots(client: TestClient, data_root: Path, tmp_path: Path) -> None:
-    inside = data_root / "mnist"
-    inside.mkdir(exist_ok=True)
+    inside = _digits_like(data_root / "mnist")
     code, body = _post_dataset(client, f"idx:{inside}")
     assert code == 202, body
     stored = client.get(f"/models/{body['id']}").json()["dataset"]
@@ -100,6 +118,7 @@ def test_path_dataset_only_under_data_roots(client: TestClient, data_root: Path,
     code, body = _post_dataset(client, f"idx:{outside}")
     assert code == 422 and body["detail"][0]["loc"] == ["body", "dataset"]
     assert "outside the allowed data roots" in body["detail"][0]["msg"]
+    assert str(data_root) not in json.dumps(body)  # the server's roots are not shown
 
     code, body = _post_dataset(client, f"idx:{inside}/../../")  # '..' escape
     assert code == 422 and "outside" in body["detail"][0]["msg"]
@@ -118,3 +137,97 @@ def test_path_dataset_only_under_data_roots(client: TestClient, data_root: Path,
     assert code == 422
     code, body = _post_dataset(client, "digits:/etc")
     assert code == 422 and "takes no path" in body["detail"][0]["msg"]
+
+
+def _post_layers(client: TestClient, layers: list[dict]) -> tuple[int, dict]:
+    r = client.post("/models", json={"name": "x", "architecture": layers, "input_shape": [1, 8, 8]})
+    return r.status_code, r.json()
+
+
+FLAT_FC = [
+    {"name": "flat", "type": "Flatten"},
+    {"name": "fc", "type": "Linear", "args": {"in_features": 64, "out_features": 10}},
+]
+
+
+def test_layer_arguments_that_fail_later_are_a_422_naming_layer_and_argument(
+    client: TestClient, recorder: EnqueueRecorder
+) -> None:
+    conv = {"name": "conv1", "type": "Conv2d", "args": {"in_channels": 1, "out_channels": 1, "kernel_size": 1}}
+    zero_stride = {**conv, "args": {**conv["args"], "stride": 0}}  # was a 500 (ZeroDivisionError on meta)
+    code, body = _post_layers(client, [zero_stride, *FLAT_FC])
+    assert code == 422, body
+    assert body["detail"][0]["loc"] == ["body", "architecture"] and body["detail"][0]["type"] == "invalid_spec"
+    assert "layer 'conv1' (Conv2d): argument 'stride' must be an integer from 1" in body["detail"][0]["msg"]
+    assert "got 0" in body["detail"][0]["msg"]
+
+    empty = {"name": "fc0", "type": "Linear", "args": {"in_features": 64, "out_features": 0}}  # was accepted
+    code, body = _post_layers(
+        client, [FLAT_FC[0], empty, {**FLAT_FC[1], "args": {"in_features": 0, "out_features": 10}}]
+    )
+    assert code == 422 and "layer 'fc0' (Linear): argument 'out_features' must be" in body["detail"][0]["msg"]
+
+    slope = {"name": "act", "type": "LeakyReLU", "args": {"negative_slope": float("nan")}}  # was accepted
+    raw = json.dumps({"name": "x", "architecture": [slope, *FLAT_FC], "input_shape": [1, 8, 8]})  # httpx refuses NaN
+    r = client.post("/models", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "negative_slope" in r.text, r.text
+
+    code, body = _post_layers(client, [{"name": "flat\n", "type": "Flatten"}, FLAT_FC[1]])
+    assert code == 422 and "name must be a Python identifier" in body["detail"][0]["msg"]
+    assert recorder.ids == []
+
+
+def test_models_that_can_never_train_are_refused(
+    client: TestClient, data_root: Path, tmp_path: Path, recorder: EnqueueRecorder
+) -> None:
+    """Data set absent here, empty or malformed, or not fitting the model: 422 at POST, not a failed job."""
+    code, body = _post_dataset(client, "mnist")  # torchvision, not under the data root, downloads off
+    assert code == 422 and body["detail"][0]["loc"] == ["body", "dataset"], body
+    assert body["detail"][0]["type"] == "unusable_dataset"
+    assert "not found in the data root (missing MNIST/raw/train-images-idx3-ubyte" in body["detail"][0]["msg"]
+    assert "NETREDUCE_ALLOW_DOWNLOAD" in body["detail"][0]["msg"]
+
+    empty = data_root / "empty"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("no data here")
+    code, body = _post_dataset(client, f"idx:{empty}")
+    assert code == 422 and "no '*-images-idx*' / '*-labels-idx*' pair" in body["detail"][0]["msg"], body
+    code, body = _post_dataset(client, f"npz:{empty}")
+    assert code == 422 and "is a folder" in body["detail"][0]["msg"]
+    np.savez(data_root / "labels_only.npz", y_train=np.arange(10))
+    code, body = _post_dataset(client, f"npz:{data_root / 'labels_only.npz'}")
+    assert code == 422 and "lacks ['x_train']" in body["detail"][0]["msg"]
+    (data_root / "junk.npz").write_bytes(b"not a zip")
+    code, body = _post_dataset(client, f"npz:{data_root / 'junk.npz'}")
+    assert code == 422 and "is not an .npz archive" in body["detail"][0]["msg"]
+
+    big = _digits_like(data_root / "big", size=28)
+    code, body = _post_dataset(client, f"idx:{big}")  # digits-cnn defaults to 1x8x8
+    msg = body["detail"][0]["msg"]
+    assert code == 422 and "model input shape (1, 8, 8) does not match data set" in msg, body
+    assert "sample shape (1, 28, 28); give input_shape [1, 28, 28]" in msg and f"'idx:{big}'" in msg
+    r = client.post(
+        "/models", json={"name": "d", "architecture": "digits-cnn", "dataset": f"idx:{big}", "input_shape": [1, 28, 28]}
+    )
+    assert r.status_code == 202, r.text
+
+    five = [FLAT_FC[0], {**FLAT_FC[1], "args": {"in_features": 64, "out_features": 5}}]
+    r = client.post("/models", json={"name": "x", "architecture": five, "input_shape": [1, 8, 8], "dataset": "digits"})
+    assert r.status_code == 422 and "model has 5 outputs but data set 'digits' has 10 classes" in r.text, r.text
+    assert len(recorder.ids) == 1
+
+
+def test_npz_and_gzipped_idx_that_fit_are_accepted(client: TestClient, data_root: Path) -> None:
+    rng = np.random.default_rng(1)
+    path = data_root / "keras.npz"
+    np.savez_compressed(
+        path,
+        x_train=rng.integers(0, 255, (30, 8, 8, 1)).astype(np.uint8),
+        y_train=np.arange(30) % 10,
+        x_test=rng.integers(0, 255, (10, 8, 8, 1)).astype(np.uint8),
+        y_test=np.arange(10),
+    )
+    assert _post_dataset(client, f"npz:{path}")[0] == 202
+    gz = data_root / "gz"
+    write_idx(gz, "train", rng.integers(0, 255, (20, 8, 8)), np.arange(20) % 10, compress=True)
+    assert _post_dataset(client, f"idx:{gz}")[0] == 202

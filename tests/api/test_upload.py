@@ -172,3 +172,12 @@ def test_oversized_upload_is_413(
         r = upload(client, b"\x00" * (size + 1))
         assert r.status_code == 413 and f"larger than {size} bytes" in r.json()["detail"]
         assert upload(client, st_save(linear_state())).status_code == 202  # a small one passes
+
+
+def test_upload_for_a_data_set_it_cannot_run_on_is_422(client: TestClient, recorder: EnqueueRecorder) -> None:
+    """The weights are fine but the model could never be measured here: mnist is absent (downloads off)."""
+    r = upload(client, st_save(linear_state()), spec={**SPEC, "dataset": "mnist"})
+    assert r.status_code == 422, r.text
+    (err,) = r.json()["detail"]
+    assert err["loc"] == ["body", "spec", "dataset"] and "not found in the data root" in err["msg"]
+    assert recorder.ids == []

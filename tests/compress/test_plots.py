@@ -246,3 +246,22 @@ def test_no_pyplot_import() -> None:
         "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+MATH_LIKE = ["a $x^$ b", "$\\frac{", "cost $5 and $", "50% off $$"]
+
+
+@pytest.mark.parametrize("text", MATH_LIKE)
+def test_user_text_is_drawn_as_plain_text(text: str) -> None:
+    """Dollar signs in a title, a row label, a technique or a layer name are shown as typed, not parsed
+    as math text (which raised ValueError: a 500 on GET /models/{id}/layers.png)."""
+    rows = table15()
+    rows[1] = {**rows[1], "label": text, "technique": text}
+    rows.append({**rows[2], "label": f"{text} trial", "trial": True})
+    for fmt in ("png", "svg"):
+        out = tradeoff_plot(rows, fmt=fmt, include_trials=True, title=text)  # type: ignore[arg-type]
+        assert out[:8] == PNG_MAGIC if fmt == "png" else text in svg_text(out).splitlines()
+    layers = [{**LAYERS[0], "name": text}, *LAYERS[1:]]
+    for fmt in ("png", "svg"):
+        out = layer_plot(layers, fmt=fmt, title=text)  # type: ignore[arg-type]
+        assert out[:8] == PNG_MAGIC if fmt == "png" else {text, f"{text} (Conv2d)"} <= set(svg_text(out).splitlines())
