@@ -408,11 +408,11 @@ def test_soft_time_limit_fails_the_job_with_timeout_and_removes_its_temp_files(
     own_postgres_schema: str, private_redis: PrivateRedis, make_stack: Any
 ) -> None:
     stack = make_stack(
-        own_postgres_schema, private_redis.url, worker_soft_time_limit_s="3", worker_hard_time_limit_s="60"
+        own_postgres_schema, private_redis.url, worker_soft_time_limit_s="10", worker_hard_time_limit_s="60"
     )
     stack.start_api()
     model_id, train = stack.post_model(epochs=1)
-    stack.train_here(train)  # before the worker starts: its 3 s limit would not leave room for training
+    stack.train_here(train)  # before the worker starts: its 10 s limit would not leave room for training
     worker = stack.start_worker()
     slow = stack.submit_hook(model_id, "test-sleep", seconds=60, write_temp=True)
     folder = stack.work_dir / f"job-{slow}"
