@@ -35,6 +35,19 @@ class TechniqueParams(BaseModel):
         default=1.0, ge=0.0, le=100.0, description="Search budget: accuracy points below the base model."
     )
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Seed for every random step.")
+    stop_rule: Literal["budget", "significance"] = Field(
+        default="budget",
+        description="How search decides a trial passes: 'budget' = its drop is within max_accuracy_drop; "
+        "'significance' = also its drop is not significant (exact one-sided McNemar test against the base model "
+        "on the same evaluation samples, at alpha): the strongest reduction before accuracy drops significantly.",
+    )
+    alpha: float = Field(
+        default=0.05,
+        gt=0.0,
+        lt=1.0,
+        description="Significance level of the paired test of every row against the base model (drop_significant) "
+        "and of stop_rule='significance'.",
+    )
 
 
 class LayerSelection(BaseModel):
