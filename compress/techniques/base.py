@@ -19,7 +19,7 @@ from compress.datasets import DatasetSplit
 from compress.layer_spec import ModelSpec
 from compress.registry import Registry
 from compress.size import SizeReport
-from compress.training import CancelCheck, Progress
+from compress.training import CancelCheck, Progress, TrainConfig
 
 
 class TechniqueParams(BaseModel):
@@ -76,6 +76,9 @@ class Context:
     progress: Progress | None = None
     should_cancel: CancelCheck | None = None
     calibration_samples: int = 1000
+    base_training: TrainConfig | None = None
+    """How the base model was trained (epochs, optimizer, lr, ...): techniques that train from scratch
+    follow it unless their params say otherwise, so that they compete on equal terms."""
 
     def report(self, fraction: float, stage: str) -> None:
         if self.progress:
@@ -100,6 +103,7 @@ class Context:
             scaled,
             self.should_cancel,
             self.calibration_samples,
+            self.base_training,
         )
 
 
