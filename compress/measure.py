@@ -11,6 +11,7 @@ from torch import nn
 
 from compress.correctness import pack_correct
 from compress.datasets import DatasetSplit
+from compress.latency_conditions import LatencyConditions, latency_conditions
 from compress.layer_spec import ModelSpec
 from compress.ops_count import count_ops
 from compress.persistence import model_to_bytes
@@ -57,6 +58,9 @@ class Measurement(BaseModel):
     latency_ms_bs1: float | None = Field(default=None, description="Median ms per batch of 1.")
     latency_ms_bs64: float | None = Field(default=None, description="Median ms per batch of 64.")
     torch_threads: int = Field(default_factory=torch.get_num_threads)
+    latency_conditions: LatencyConditions | None = Field(
+        default=None, description="Threads, quantized engine, PyTorch, CPU and host the latencies were measured under."
+    )
     layers: list[LayerRow] = Field(default_factory=list)
 
 
@@ -125,6 +129,7 @@ def measure(
         m.correct = pack_correct(correct)
         m.accuracy_ci_low, m.accuracy_ci_high = wilson_interval(int(correct.sum().item()), m.eval_samples)
     if latency:
+        m.latency_conditions = latency_conditions(model)
         m.latency_ms_bs1 = measure_latency(model, shape, 1, runs=latency_runs)
         m.latency_ms_bs64 = measure_latency(model, shape, 64, runs=latency_runs)
     return m
