@@ -7,7 +7,8 @@ keeps its coverage near 0 % and 100 %, where the plain normal interval collapses
 Two models evaluated on the same samples are compared with McNemar's exact test: only the
 discordant samples carry information (b = right for the base model and wrong for the variant,
 c = the other way round); under "no difference" each discordant sample is a fair coin, so b is
-Binomial(b + c, 1/2). The tails are summed with exact integers (no scipy needed at run time).
+Binomial(b + c, 1/2). The tails are summed here (exact integers up to 4,096 discordant pairs), so
+that the tests can check them against an independent implementation (scipy).
 """
 
 from __future__ import annotations
@@ -71,17 +72,34 @@ def samples_for_half_width(half_width: float, accuracy: float = 50.0, z: float =
     return hi
 
 
-def _binomial_half_cdf(k: int, n: int) -> Fraction:
-    """P(X <= k) for X ~ Binomial(n, 1/2), exactly."""
+EXACT_UP_TO = 4096
+"""Discordant pairs up to which the binomial tail is summed in exact integers (< 0.1 s); above, in
+floating point from the largest term down (relative error ~1e-10, 60,000 pairs in ~20 ms)."""
+
+
+def _binomial_half_cdf(k: int, n: int) -> float:
+    """P(X <= k) for X ~ Binomial(n, 1/2): exact (rounded once) up to :data:`EXACT_UP_TO` trials."""
     if k < 0:
-        return Fraction(0)
+        return 0.0
     if k >= n:
-        return Fraction(1)
-    term, total = 1, 1  # C(n, 0)
-    for i in range(k):
-        term = term * (n - i) // (i + 1)
-        total += term
-    return Fraction(total, 2**n)
+        return 1.0
+    if 2 * k > n:  # symmetry: sum the shorter tail
+        return 1.0 - _binomial_half_cdf(n - k - 1, n)
+    if n <= EXACT_UP_TO:
+        term, total = 1, 1  # C(n, 0)
+        for i in range(k):
+            term = term * (n - i) // (i + 1)
+            total += term
+        return float(Fraction(total, 2**n))
+    # C(n, k) / 2^n, then the terms below it: t(i - 1) = t(i) * i / (n - i + 1), falling geometrically
+    log_top = math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) - n * math.log(2)
+    ratio_sum, ratio = 1.0, 1.0
+    for i in range(k, 0, -1):
+        ratio *= i / (n - i + 1)
+        ratio_sum += ratio
+        if ratio < 1e-17 * ratio_sum:
+            break
+    return math.exp(log_top) * ratio_sum
 
 
 def discordant_counts(base_correct: ArrayLike, variant_correct: ArrayLike) -> tuple[int, int]:
@@ -103,7 +121,7 @@ def mcnemar_exact(b: int, c: int) -> float:
     n = b + c
     if n == 0:
         return 1.0
-    return float(min(Fraction(1), 2 * _binomial_half_cdf(min(b, c), n)))
+    return min(1.0, 2.0 * _binomial_half_cdf(min(b, c), n))
 
 
 def mcnemar_exact_worse(b: int, c: int) -> float:
@@ -114,7 +132,7 @@ def mcnemar_exact_worse(b: int, c: int) -> float:
     n = b + c
     if n == 0:
         return 1.0
-    return float(1 - _binomial_half_cdf(b - 1, n))
+    return _binomial_half_cdf(c, n)  # P(X >= b) = P(X <= n - b) for p = 1/2: no cancellation in small tails
 
 
 class PairedComparison(BaseModel):
