@@ -9,12 +9,15 @@ import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
+from compress.correctness import pack_correct
 from compress.datasets import DatasetSplit
+from compress.latency_conditions import LatencyConditions, latency_conditions
 from compress.layer_spec import ModelSpec
 from compress.ops_count import count_ops
 from compress.persistence import model_to_bytes
 from compress.size import SizeReport, dense_size
-from compress.training import evaluate
+from compress.stats import wilson_interval
+from compress.training import evaluate_samples
 
 
 class LayerRow(BaseModel):
@@ -45,9 +48,19 @@ class Measurement(BaseModel):
     accuracy: float | None = Field(default=None, description="Top-1 % on the whole evaluation split.")
     loss: float | None = None
     eval_samples: int | None = None
+    accuracy_ci_low: float | None = Field(default=None, description="95 % Wilson interval's low end, in %.")
+    accuracy_ci_high: float | None = Field(default=None, description="95 % Wilson interval's high end, in %.")
+    correct: str | None = Field(
+        default=None,
+        description="Which evaluation samples were right: numpy.packbits of one bit per sample (split order), "
+        "base64 (compress.correctness); compared with the base model's for a paired test.",
+    )
     latency_ms_bs1: float | None = Field(default=None, description="Median ms per batch of 1.")
     latency_ms_bs64: float | None = Field(default=None, description="Median ms per batch of 64.")
     torch_threads: int = Field(default_factory=torch.get_num_threads)
+    latency_conditions: LatencyConditions | None = Field(
+        default=None, description="Threads, quantized engine, PyTorch, CPU and host the latencies were measured under."
+    )
     layers: list[LayerRow] = Field(default_factory=list)
 
 
@@ -111,9 +124,12 @@ def measure(
     if file_size:
         m.file_bytes = len(model_to_bytes(model, spec))
     if data is not None:
-        m.accuracy, m.loss = evaluate(model, data)
+        m.accuracy, m.loss, correct = evaluate_samples(model, data)
         m.eval_samples = len(data.eval_y)
+        m.correct = pack_correct(correct)
+        m.accuracy_ci_low, m.accuracy_ci_high = wilson_interval(int(correct.sum().item()), m.eval_samples)
     if latency:
+        m.latency_conditions = latency_conditions(model)
         m.latency_ms_bs1 = measure_latency(model, shape, 1, runs=latency_runs)
         m.latency_ms_bs64 = measure_latency(model, shape, 64, runs=latency_runs)
     return m

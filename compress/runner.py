@@ -13,11 +13,14 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 from torch import nn
 
+from compress.correctness import unpack_correct
 from compress.layer_spec import ModelSpec
 from compress.measure import Measurement, measure
+from compress.stats import compare_paired, split_adequacy
 from compress.techniques.base import (
     Context,
     Technique,
@@ -26,6 +29,7 @@ from compress.techniques.base import (
     Variant,
     get_technique,
 )
+from compress.training import evaluate_samples
 
 
 class Step(BaseModel):
@@ -118,7 +122,7 @@ def _as_list(result: Variant | list[Variant]) -> list[Variant]:
     return result if isinstance(result, list) else [result]
 
 
-_NOT_IN_LABEL = {"search", "max_accuracy_drop"}
+_NOT_IN_LABEL = {"search", "max_accuracy_drop", "stop_rule", "alpha"}
 
 
 def _step_label(tech: Technique, params: TechniqueParams) -> str:
@@ -149,6 +153,9 @@ class Runner:
         self.ctx = ctx
         self.base_measurement = base_measurement
         self.latency_runs = latency_runs
+        self.job_notes: dict[str, Any] = {}
+        """Notes about the whole job (e.g. ``eval_split``: whether the evaluation split resolves the budget)."""
+        self._base_bits: np.ndarray | None = None
 
     def _measure(self, variant: Variant) -> Measurement:
         return measure(variant.model, variant.spec, self.ctx.data, size=variant.size, latency_runs=self.latency_runs)
@@ -156,6 +163,46 @@ class Runner:
     def _drop(self, m: Measurement) -> float | None:
         base = self.ctx.base_accuracy
         return None if base is None or m.accuracy is None else round(base - m.accuracy, 4)
+
+    def _base_correct(self) -> np.ndarray:
+        """Which evaluation samples the base model got right: from its measurement when that carries
+        them for this split, else by evaluating it once (baselines measured before the bits were kept)."""
+        if self._base_bits is None:
+            n = len(self.ctx.data.eval_y)
+            bm = self.base_measurement
+            if bm is not None and bm.correct is not None and bm.eval_samples == n:
+                self._base_bits = unpack_correct(bm.correct, n)
+            else:
+                self._base_bits = evaluate_samples(self.ctx.base_model, self.ctx.data)[2].numpy()
+        return self._base_bits
+
+    def _significance(self, m: Measurement, alpha: float) -> dict[str, Any]:
+        """The row against the base model on the same samples (exact McNemar); {} without per-sample bits."""
+        if m.correct is None or m.eval_samples is None:
+            return {}
+        base = self._base_correct()
+        if len(base) != m.eval_samples:
+            return {}
+        cmp = compare_paired(base, unpack_correct(m.correct, m.eval_samples), alpha)
+        return {
+            "drop_p_value": cmp.p_value,
+            "drop_significant": cmp.significant,
+            "drop_p_value_worse": cmp.p_value_worse,
+            "drop_significantly_worse": cmp.significantly_worse,
+            "paired_test": {
+                "test": "exact McNemar",
+                "only_base_correct": cmp.only_base_correct,
+                "only_variant_correct": cmp.only_variant_correct,
+                "alpha": alpha,
+            },
+        }
+
+    def _check_split(self, params: TechniqueParams) -> dict[str, Any]:
+        """Record in ``job_notes`` whether the split resolves the budget; the note rows carry when it does not."""
+        n = len(self.ctx.data.eval_y)
+        adequacy = split_adequacy(n, params.max_accuracy_drop, self.ctx.base_accuracy)
+        self.job_notes["eval_split"] = adequacy.model_dump()
+        return {"eval_split_too_small": adequacy.message} if adequacy.too_small else {}
 
     def _apply_chain(
         self, model: nn.Module, spec: ModelSpec, steps: list[tuple[Technique, TechniqueParams]], ctx: Context
@@ -177,8 +224,9 @@ class Runner:
         """Run the job's steps on ``model`` (never modified) and return measured rows."""
         resolved = validate_steps(steps)
         tech, params = resolved[-1]
+        split_note = self._check_split(params)
         if params.search:
-            return self._search(resolved, model, spec)
+            return self._search(resolved, model, spec, split_note)
         variants = self._apply_chain(model, spec, resolved, self.ctx.sub(0.0, 0.9))
         results = []
         for v in variants:
@@ -192,7 +240,7 @@ class Runner:
                 measurement=m,
                 accuracy_drop=self._drop(m),
                 seed=params.seed,
-                notes=v.notes,
+                notes={**v.notes, **self._significance(m, params.alpha), **split_note},
             )
             results.append(RowResult(row, v.model, v.spec))
         _add_seed_spread(results)
@@ -210,6 +258,7 @@ class Runner:
         strength: float,
         label: str,
         ctx: Context,
+        split_note: dict[str, Any] | None = None,
     ) -> RowResult:
         chain = [*resolved[:-1], (resolved[-1][0], params)]
         variants = self._apply_chain(model, spec, chain, ctx)
@@ -226,11 +275,17 @@ class Runner:
             trial=True,
             strength=strength,
             seed=params.seed,
-            notes=v.notes,
+            notes={**v.notes, **self._significance(m, params.alpha), **(split_note or {})},
         )
         return RowResult(row, v.model, v.spec)
 
-    def _search(self, resolved: list[tuple[Technique, TechniqueParams]], model: nn.Module, spec: ModelSpec):
+    def _search(
+        self,
+        resolved: list[tuple[Technique, TechniqueParams]],
+        model: nn.Module,
+        spec: ModelSpec,
+        split_note: dict[str, Any] | None = None,
+    ):
         tech, params = resolved[-1]
         axis = tech.search_axis
         assert axis is not None
@@ -240,8 +295,17 @@ class Runner:
         trials: list[RowResult] = []
         best: RowResult | None = None
 
+        significance = params.stop_rule == "significance"
+
         def passes(r: RowResult) -> bool:
-            return r.row.accuracy_drop is not None and r.row.accuracy_drop <= budget
+            if r.row.accuracy_drop is None or r.row.accuracy_drop > budget:
+                return False
+            if not significance:
+                return True
+            worse = r.row.notes.get("drop_significantly_worse")
+            if worse is None:
+                raise JobInputError("stop_rule 'significance' needs per-sample correctness of every trial")
+            return not worse
 
         def keep(r: RowResult) -> None:
             nonlocal best
@@ -265,7 +329,14 @@ class Runner:
                 p = params.model_copy(update={"layers": eligible[:k], "search": False})
                 sub = self.ctx.sub((k - 1) / n, k / n, f"trial {k}/{n}: ")
                 r = self._trial(
-                    resolved, model, spec, p, float(k), f"{k} layer{'s' * (k > 1)}: {', '.join(eligible[:k])}", sub
+                    resolved,
+                    model,
+                    spec,
+                    p,
+                    float(k),
+                    f"{k} layer{'s' * (k > 1)}: {', '.join(eligible[:k])}",
+                    sub,
+                    split_note,
                 )
                 keep(r)
         else:
@@ -281,7 +352,7 @@ class Runner:
                 sub = self.ctx.sub(step_i / total, (step_i + 1) / total, f"trial {step_i + 1}/{total}: ")
                 step_i += 1
                 strength = value if axis.stronger == "higher" else -value
-                r = self._trial(resolved, model, spec, p, strength, f"{axis.field}={round(value, 4)}", sub)
+                r = self._trial(resolved, model, spec, p, strength, f"{axis.field}={round(value, 4)}", sub, split_note)
                 keep(r)
                 return r
 
@@ -311,13 +382,17 @@ class Runner:
                         lo = mid
                     else:
                         hi = mid
+        rule = {"stop_rule": params.stop_rule} if significance else {}
         if best is not None:
             best.row.trial = False
-            best.row.notes = {**best.row.notes, "chosen_from_trials": len(trials), "budget": budget}
+            best.row.notes = {**best.row.notes, "chosen_from_trials": len(trials), "budget": budget, **rule}
             best.row.label = f"{best.row.label} [chosen]"
         else:
+            why = f"no trial within {budget} points"
+            if significance:
+                why += f" without a significant drop (one-sided exact McNemar, alpha {params.alpha:g})"
             for t in trials:
-                t.row.notes = {**t.row.notes, "search": f"no trial within {budget} points"}
+                t.row.notes = {**t.row.notes, "search": why}
         results = trials
         self.ctx.report(1.0, "done")
         return results

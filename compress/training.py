@@ -126,7 +126,17 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = EVAL_BAT
 
 def evaluate(model: nn.Module, data: DatasetSplit, batch_size: int = EVAL_BATCH) -> tuple[float, float]:
     """Top-1 accuracy (%) and mean cross-entropy on the whole evaluation split."""
+    acc, loss, _ = evaluate_samples(model, data, batch_size)
+    return acc, loss
+
+
+def evaluate_samples(
+    model: nn.Module, data: DatasetSplit, batch_size: int = EVAL_BATCH
+) -> tuple[float, float, torch.Tensor]:
+    """:func:`evaluate` plus which evaluation samples the model got right (a bool tensor in split order),
+    so that two models can be compared on the same samples (a paired test, :mod:`compress.stats`)."""
     logits = predict_logits(model, data.eval_x, batch_size).float()
     loss = F.cross_entropy(logits, data.eval_y).item()
-    acc = (logits.argmax(1) == data.eval_y).float().mean().item() * 100.0
-    return acc, loss
+    correct = logits.argmax(1) == data.eval_y
+    acc = correct.float().mean().item() * 100.0
+    return acc, loss, correct

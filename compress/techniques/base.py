@@ -20,7 +20,7 @@ from compress.datasets import DatasetSplit
 from compress.layer_spec import ModelSpec, build_layers
 from compress.registry import Registry
 from compress.size import SizeReport
-from compress.training import CancelCheck, Progress
+from compress.training import CancelCheck, Progress, TrainConfig
 
 
 class TechniqueParams(BaseModel):
@@ -36,6 +36,19 @@ class TechniqueParams(BaseModel):
         default=1.0, ge=0.0, le=100.0, description="Search budget: accuracy points below the base model."
     )
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Seed for every random step.")
+    stop_rule: Literal["budget", "significance"] = Field(
+        default="budget",
+        description="How search decides a trial passes: 'budget' = its drop is within max_accuracy_drop; "
+        "'significance' = also its drop is not significant (exact one-sided McNemar test against the base model "
+        "on the same evaluation samples, at alpha): the strongest reduction before accuracy drops significantly.",
+    )
+    alpha: float = Field(
+        default=0.05,
+        gt=0.0,
+        lt=1.0,
+        description="Significance level of the paired test of every row against the base model (drop_significant) "
+        "and of stop_rule='significance'.",
+    )
 
 
 class LayerSelection(BaseModel):
@@ -64,6 +77,9 @@ class Context:
     progress: Progress | None = None
     should_cancel: CancelCheck | None = None
     calibration_samples: int = 1000
+    base_training: TrainConfig | None = None
+    """How the base model was trained (epochs, optimizer, lr, ...): techniques that train from scratch
+    follow it unless their params say otherwise, so that they compete on equal terms."""
 
     def report(self, fraction: float, stage: str) -> None:
         if self.progress:
@@ -88,6 +104,7 @@ class Context:
             scaled,
             self.should_cancel,
             self.calibration_samples,
+            self.base_training,
         )
 
 

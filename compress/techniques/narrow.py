@@ -5,7 +5,10 @@ the classes) gets ``max(1, round(width * out))`` output channels/units; the inpu
 layers after it (in_channels, in_features, BatchNorm num_features) are refitted with
 ``refit_inputs``. Depthwise convs (``groups == in_channels``) follow their input; other grouped
 convs are refused. The incoming model's weights are not used: the narrow model is built from the
-new spec and trained from scratch with the shared loop (seeded with ``params.seed``), optionally
+new spec and trained from scratch with the shared loop (seeded with ``params.seed``) and, unless the
+params say otherwise, the base model's training settings (``ctx.base_training``: epochs, optimizer,
+learning rate, batch size, momentum, weight decay; a narrower net trained for fewer epochs than its
+base is not a fair comparison), optionally
 with knowledge distillation from ``ctx.base_model`` (Hinton et al. 2015):
 
     loss = alpha · T² · KL(softmax(teacher / T) ‖ softmax(student / T)) + (1 − alpha) · CE(student, labels)
@@ -19,7 +22,7 @@ per-layer widths to scale.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -46,9 +49,21 @@ class NarrowParams(TechniqueParams):
     width: float = Field(
         default=0.5, gt=0.0, le=1.0, description="Factor on every hidden layer's channels/units (at least 1 kept)."
     )
-    epochs: int = Field(default=5, ge=1, le=200, description="Training epochs from scratch.")
-    lr: float = Field(default=1e-3, gt=0.0, le=1.0, description="Training learning rate.")
-    batch_size: int = Field(default=64, ge=1, le=4096, description="Training batch size.")
+    epochs: int | None = Field(
+        default=None,
+        ge=1,
+        le=200,
+        description="Training epochs from scratch; null = the base model's (5 when unknown or 0, e.g. uploaded).",
+    )
+    lr: float | None = Field(
+        default=None, gt=0.0, le=1.0, description="Training learning rate; null = the base model's (1e-3 when unknown)."
+    )
+    batch_size: int | None = Field(
+        default=None, ge=1, le=4096, description="Training batch size; null = the base model's (64 when unknown)."
+    )
+    optimizer: Literal["adam", "sgd", "adamw"] | None = Field(
+        default=None, description="Optimizer; null = the base model's (adam when unknown)."
+    )
     distill: bool = Field(default=False, description="Train with knowledge distillation from the base model.")
     temperature: float = Field(
         default=4.0, gt=0.0, le=100.0, description="Distillation temperature T (softens both distributions)."
@@ -66,6 +81,29 @@ def _walk(layers: list[LayerSpec], prefix: str = "") -> list[tuple[str, LayerSpe
         if layer.type == "Sequential":
             out.extend(_walk(layer.layers or [], f"{path}."))
     return out
+
+
+FALLBACK_TRAINING = TrainConfig(epochs=5, lr=1e-3, batch_size=64, optimizer="adam")
+"""narrow's settings when the base model's are unknown (no ``ctx.base_training``) or trained nothing
+(0 epochs: uploaded weights)."""
+
+
+def training_config(params: NarrowParams, base: TrainConfig | None) -> tuple[TrainConfig, list[str]]:
+    """The TrainConfig narrow trains with: each field the params set, else the base model's, else
+    :data:`FALLBACK_TRAINING`'s; also which fields came from the base model."""
+    source = base if base is not None and base.epochs > 0 else FALLBACK_TRAINING
+    from_base: list[str] = []
+    values: dict[str, Any] = {}
+    for name in ("epochs", "lr", "batch_size", "optimizer"):
+        given = getattr(params, name)
+        values[name] = given if given is not None else getattr(source, name)
+        if given is None and source is base:
+            from_base.append(name)
+    for name in ("momentum", "weight_decay"):
+        values[name] = getattr(source, name)
+        if source is base:
+            from_base.append(name)
+    return TrainConfig(**values, seed=params.seed), from_base
 
 
 def scaled_width(channels: int, width: float) -> int:
@@ -140,13 +178,15 @@ def apply(model: nn.Module, spec: ModelSpec, params: NarrowParams, ctx: Context)
     loss_fn = _teacher_loss(ctx, new_spec, params) if params.distill else None
     seed_everything(params.seed)
     new = build_model(new_spec)
-    cfg = TrainConfig(epochs=params.epochs, lr=params.lr, batch_size=params.batch_size, seed=params.seed)
+    cfg, from_base = training_config(params, ctx.base_training)
     losses = train(new, ctx.data, cfg, ctx.sub(0.02, 0.98, "train: ").progress, ctx.should_cancel, loss_fn)
     new.eval()
     notes: dict[str, Any] = {
         "width": params.width,
         "channels": {name: [old, n] for name, (old, n) in changes.items()},
-        "trained_from_scratch_epochs": params.epochs,
+        "trained_from_scratch_epochs": cfg.epochs,
+        "training": cfg.model_dump(mode="json", exclude={"seed"}),
+        "training_from_base_model": from_base,
         "final_train_loss": round(losses[-1], 6),
     }
     suffix = f"width={params.width}"

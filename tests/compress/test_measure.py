@@ -6,7 +6,7 @@ import torch
 from compress.architectures import list_architectures
 from compress.baseline import resolve_spec
 from compress.layer_spec import build_model
-from compress.measure import measure, measure_latency
+from compress.measure import Measurement, measure, measure_latency
 from compress.ops_count import count_ops, flop_counter_flops
 from compress.persistence import model_from_bytes, model_to_bytes
 from compress.size import dense_size
@@ -114,3 +114,26 @@ def test_measure_without_data_reports_size_and_ops_only() -> None:
 def test_latency_is_a_positive_median() -> None:
     model = build_model(resolve_spec("digits-cnn"))
     assert 0 < measure_latency(model, (1, 8, 8), batch_size=4, runs=5) < 1000
+
+
+def test_measurement_keeps_per_sample_correctness_and_its_interval(digits_baseline, digits) -> None:
+    import numpy as np
+    from scipy.stats import binomtest
+
+    from compress.correctness import unpack_correct
+    from compress.training import evaluate, evaluate_samples
+
+    m = digits_baseline.measurement
+    assert m.correct is not None and m.eval_samples == len(digits.eval_y)
+    bits = unpack_correct(m.correct, m.eval_samples)
+    expected = (digits_baseline.model(digits.eval_x).argmax(1) == digits.eval_y).numpy()
+    assert np.array_equal(bits, expected)
+    assert m.accuracy == pytest.approx(100 * bits.mean())
+    ci = binomtest(int(bits.sum()), len(bits)).proportion_ci(method="wilson")
+    assert (m.accuracy_ci_low, m.accuracy_ci_high) == (pytest.approx(100 * ci.low), pytest.approx(100 * ci.high))
+    assert m.accuracy_ci_low < m.accuracy < m.accuracy_ci_high
+    acc, loss, correct = evaluate_samples(digits_baseline.model, digits)
+    assert (acc, loss) == evaluate(digits_baseline.model, digits)  # evaluate's contract is unchanged
+    assert correct.dtype == torch.bool and np.array_equal(correct.numpy(), expected)
+    # a JSON round trip (the baseline column, a row's extra) keeps the bits
+    assert Measurement.model_validate(m.model_dump(mode="json")).correct == m.correct

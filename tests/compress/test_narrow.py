@@ -16,6 +16,7 @@ from compress.measure import measure
 from compress.runner import Runner, Step
 from compress.techniques import Context, get_technique
 from compress.techniques.narrow import NarrowParams, distillation_loss, narrow_spec
+from compress.training import TrainConfig
 
 FAST = {"epochs": 8, "lr": 3e-3}  # ~0.3 s per narrow digits-cnn on one thread
 
@@ -148,3 +149,51 @@ def test_width_search_chooses_narrowest_passing(digits: DatasetSplit, digits_bas
     assert width[id(best)] < 0.5  # bisection found a narrower passing width than the coarse steps
     assert all(best.measurement.n_params <= r.measurement.n_params for r in passing)
     assert all(width[id(r)] < width[id(best)] for r in failing)
+
+
+def test_training_settings_follow_the_base_model_unless_given() -> None:
+    from compress.techniques.narrow import FALLBACK_TRAINING, training_config
+
+    base = TrainConfig(epochs=10, lr=3e-3, batch_size=32, optimizer="sgd", momentum=0.8, weight_decay=1e-4, seed=7)
+    cfg, from_base = training_config(NarrowParams(seed=3), base)
+    assert cfg == base.model_copy(update={"seed": 3})  # narrow's own seed, every setting of the base model
+    assert from_base == ["epochs", "lr", "batch_size", "optimizer", "momentum", "weight_decay"]
+    cfg, from_base = training_config(NarrowParams(epochs=3, optimizer="adam"), base)
+    assert (cfg.epochs, cfg.optimizer, cfg.lr, cfg.batch_size) == (3, "adam", 3e-3, 32)
+    assert "epochs" not in from_base and "optimizer" not in from_base and "lr" in from_base
+    # unknown base settings, or a base that trained nothing (uploaded weights): narrow's own defaults
+    for unknown in (None, TrainConfig(epochs=0, lr=0.5)):
+        cfg, from_base = training_config(NarrowParams(), unknown)
+        assert cfg == FALLBACK_TRAINING.model_copy(update={"seed": 0}) and from_base == []
+        assert (cfg.epochs, cfg.lr, cfg.batch_size, cfg.optimizer) == (5, 1e-3, 64, "adam")  # the former defaults
+
+
+def test_narrow_trains_with_the_base_models_settings(digits: DatasetSplit, digits_baseline: Baseline) -> None:
+    tech = get_technique("narrow")
+    base_training = TrainConfig(epochs=3, lr=3e-3, batch_size=32, optimizer="adamw", weight_decay=1e-3)
+    ctx = Context(digits, digits_baseline.model, digits_baseline.spec, base_training=base_training)
+    fair = tech.apply(digits_baseline.model, digits_baseline.spec, NarrowParams(width=0.5, seed=0), ctx)
+    assert fair.notes["trained_from_scratch_epochs"] == 3
+    assert fair.notes["training"] == {
+        "epochs": 3,
+        "lr": 3e-3,
+        "batch_size": 32,
+        "optimizer": "adamw",
+        "momentum": 0.9,
+        "weight_decay": 1e-3,
+    }
+    # the same network as when every setting is spelled out in the params (weight decay is the base's)
+    spelled = NarrowParams(width=0.5, seed=0, epochs=3, lr=3e-3, batch_size=32, optimizer="adamw")
+    explicit = tech.apply(digits_baseline.model, digits_baseline.spec, spelled, ctx)
+    for a, b in zip(fair.model.parameters(), explicit.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    # params override the base model's settings
+    short = tech.apply(digits_baseline.model, digits_baseline.spec, NarrowParams(width=0.5, epochs=1), ctx)
+    assert short.notes["trained_from_scratch_epochs"] == 1 and "epochs" not in short.notes["training_from_base_model"]
+    # without the base model's settings: the former defaults (5 epochs)
+    alone = tech.apply(
+        digits_baseline.model, digits_baseline.spec, NarrowParams(width=0.5), _ctx(digits, digits_baseline)
+    )
+    assert alone.notes["trained_from_scratch_epochs"] == 5 and alone.notes["training_from_base_model"] == []
+    # a sub-context (chains, search trials) passes the settings on
+    assert ctx.sub(0.0, 0.5).base_training == base_training

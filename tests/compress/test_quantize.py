@@ -17,14 +17,19 @@ from compress.datasets import DatasetSplit
 from compress.layer_spec import ModelSpec, build_model
 from compress.ops_count import count_ops
 from compress.persistence import model_from_bytes, model_to_bytes
-from compress.runner import JobInputError, Runner, Step
+from compress.runner import JobInputError, Runner, Step, validate_steps
 from compress.size import dense_size
 from compress.techniques.base import TECHNIQUES, Context, Variant, get_technique
 from compress.techniques.quantize import (
     BACKENDS,
+    DEFAULT_BACKEND,
     QuantizedSequential,
+    QuantizeDynamicParams,
+    QuantizeInt8Params,
     _qconfig,
+    available_backends,
     check_backend,
+    default_engine,
     default_per_channel,
     quantized_engine,
 )
@@ -75,7 +80,7 @@ def _expected_int8_bytes(per_channel: bool) -> int:
 
 @pytest.fixture(scope="module")
 def int8(digits: DatasetSplit, digits_baseline: Baseline) -> Variant:
-    return _apply("quantize-int8", digits_baseline, digits)
+    return _apply("quantize-int8", digits_baseline, digits, backend="fbgemm")
 
 
 def test_converted_layers_are_quantized_modules(int8: Variant, digits_baseline: Baseline) -> None:
@@ -201,6 +206,50 @@ def test_unavailable_backend_is_rejected_with_the_available_ones(monkeypatch: py
         check_backend("x86")
 
 
+def test_default_engine_is_pytorchs_own_default_for_the_cpu() -> None:
+    every = ["qnnpack", "onednn", "x86", "fbgemm", "none"]
+    assert default_engine("x86_64", every) == default_engine("AMD64", every) == "x86"
+    assert default_engine("aarch64", every) == default_engine("arm64", every) == default_engine("armv7l", every)
+    assert default_engine("aarch64", every) == "qnnpack"
+    # a PyTorch without the preferred engine: the next one it has
+    assert default_engine("x86_64", ["qnnpack", "fbgemm", "none"]) == "fbgemm"
+    assert default_engine("x86_64", ["qnnpack", "none"]) == "qnnpack"
+    assert default_engine("aarch64", ["onednn", "x86", "none"]) == "onednn"
+    # on this machine: what a fresh PyTorch process picks by itself
+    import subprocess
+    import sys
+
+    fresh = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.backends.quantized.engine)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert DEFAULT_BACKEND == default_engine() == fresh
+    assert QuantizeInt8Params().backend == QuantizeDynamicParams().backend == DEFAULT_BACKEND
+
+
+def test_default_params_quantize_with_the_default_engine(digits: DatasetSplit, digits_baseline: Baseline) -> None:
+    v = _apply("quantize-int8", digits_baseline, digits)
+    assert isinstance(v.model, QuantizedSequential) and v.model.backend == DEFAULT_BACKEND
+    assert v.spec.transforms[-1]["backend"] == v.notes["backend"] == DEFAULT_BACKEND
+    for backend in available_backends():  # every engine stays selectable by name
+        assert QuantizeInt8Params(backend=backend).backend == backend
+
+
+def test_a_missing_engine_is_refused_when_the_params_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the API runs at POST /jobs (validate_steps): a 422, not a failure in the worker."""
+    monkeypatch.setattr(type(torch.backends.quantized), "supported_engines", property(lambda _: ["qnnpack", "none"]))
+    assert available_backends() == ["qnnpack"]
+    for params_model in (QuantizeInt8Params, QuantizeDynamicParams):
+        with pytest.raises(ValueError, match=r"'x86' is not available on this machine; available: qnnpack"):
+            params_model(backend="x86")
+        assert params_model(backend="qnnpack").backend == "qnnpack"
+    expected = r"(?s)step 1 \(quantize-int8\).*'fbgemm' is not available.*available: qnnpack"
+    with pytest.raises(JobInputError, match=expected):
+        validate_steps([Step(technique="quantize-int8", params={"backend": "fbgemm"})])
+
+
 def test_calibration_is_seeded(digits: DatasetSplit, digits_baseline: Baseline) -> None:
     x = digits.eval_x
     a = _apply("quantize-int8", digits_baseline, digits, calibration_samples=200, seed=1).model
@@ -239,7 +288,7 @@ def test_safetensors_round_trip_gives_identical_outputs(
 
 
 def test_dynamic_quantizes_only_linear_layers(digits: DatasetSplit, digits_baseline: Baseline) -> None:
-    v = _apply("quantize-dynamic", digits_baseline, digits)
+    v = _apply("quantize-dynamic", digits_baseline, digits, backend="fbgemm")
     m = v.model
     assert isinstance(m, QuantizedSequential)
     assert type(m.fc1) is quantized.dynamic.Linear and type(m.fc2) is quantized.dynamic.Linear
