@@ -314,7 +314,8 @@ def test_lenet5_reports_tanh_as_not_fusable() -> None:
     assert type(v.model.act1) is nn.Tanh  # runs on quantized tensors, unfused
     out, ref = v.model(data.eval_x), model(data.eval_x)
     assert out.shape == (16, 10)
-    assert (out - ref).abs().max().item() < 0.1 * ref.abs().max().item()  # tanh outputs use a fixed 1/128 scale
+    # quantized tanh outputs use a fixed 1/128 scale: within two of its steps (this CPU: 0.0119, 1.5 steps)
+    assert (out - ref).abs().max().item() < 2 / 128
 
 
 def test_mnist_cnn_fuses_conv_bn_relu() -> None:
