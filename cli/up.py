@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -103,26 +104,32 @@ def wait_healthy(client: httpx.Client, children: list[Child], timeout_s: float) 
 def submit_sweep(
     client: httpx.Client, console: Console, base_model_id: str, quick: bool, again: bool = False
 ) -> dict[int, str]:
-    """Post one job per sweep technique; one that already succeeded (a previous run) is not posted again."""
+    """Post the sweep's jobs; a recipe (technique + params) that already succeeded (a previous run) is not
+    posted again."""
     from compress.sweep import default_sweep
+
+    def recipe(steps: Any) -> str:
+        return json.dumps(steps, sort_keys=True)
 
     done: set[str] = set()
     if not again:
         page = client.get(
             "/jobs", params={"base_model_id": base_model_id, "status": "succeeded", "kind": "compress", "limit": 500}
         ).json()
-        done = {j["technique"] for j in page.get("items", [])}
+        done = {recipe(j["steps"]) for j in page.get("items", [])}
     jobs: dict[int, str] = {}
+    skipped: list[str] = []
     for item in default_sweep(quick=quick):
-        if item["technique"] in done:
+        if recipe([{"technique": item["technique"], "params": item["params"]}]) in done:
+            skipped.append(item["technique"])
             continue
         r = client.post("/jobs", json={"base_model_id": base_model_id, **item})
         if r.status_code == 202:
             jobs[int(r.json()["id"])] = item["technique"]
         else:
             console.print(f"[yellow]skipped {item['technique']}: {r.status_code} {r.text[:300]}[/yellow]")
-    if done:
-        console.print(f"already in the table from an earlier run: {', '.join(sorted(done))} (--again reruns them)")
+    if skipped:
+        console.print(f"already in the table from an earlier run: {', '.join(skipped)} (--again reruns them)")
     return jobs
 
 
