@@ -119,15 +119,25 @@ class SearchAxis:
 
 
 Apply = Callable[[nn.Module, ModelSpec, Any, Context], "Variant | list[Variant]"]
+Rebuild = Callable[[nn.Module, dict[str, Any]], nn.Module]
 
 
 @dataclass(frozen=True)
 class Technique:
+    """A registered technique.
+
+    ``rebuild`` is for techniques whose result float layers cannot describe (int8 conversion): their
+    ``apply`` appends a step ``{"kind": <technique name>, ...}`` to the spec's ``transforms``, and
+    ``rebuild(float_model, step)`` replays that step's structure when a stored model is loaded
+    (``compress.persistence``); the stored weights are loaded afterwards.
+    """
+
     name: str
     description: str
     params_model: type[TechniqueParams]
     apply: Apply
     search_axis: SearchAxis | None = None
+    rebuild: Rebuild | None = None
 
     def params_schema(self) -> dict[str, Any]:
         return self.params_model.model_json_schema()
@@ -141,14 +151,10 @@ def register_technique(technique: Technique) -> Technique:
 
 
 def get_technique(name: str) -> Technique:
-    import compress.techniques  # noqa: F401  (registers the built-ins)
-
     return TECHNIQUES.get(name)
 
 
 def list_techniques() -> list[Technique]:
-    import compress.techniques  # noqa: F401
-
     return TECHNIQUES.list()
 
 
