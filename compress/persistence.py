@@ -2,8 +2,8 @@
 
 Nothing is ever unpickled: loading parses the JSON spec, builds the allow-listed layers, replays the
 spec's transforms (int8 conversion, ...) with the ``rebuild`` of the technique that recorded each one
-(looked up in the technique registry by the step's ``kind``) and loads the tensors. State-dict entries that are not
-plain tensors are encoded explicitly:
+(looked up in the technique registry by the step's ``kind``) and loads the tensors. State-dict
+entries that are not plain tensors are encoded explicitly:
 
 - quantized tensor -> its int8/uint8 ``int_repr()`` under the same key, plus its scale and zero
   point (per tensor, in the metadata) or ``<key>::scales`` / ``<key>::zero_points`` tensors (per
