@@ -180,7 +180,17 @@ def output_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
-    """Build, shape-check and return the model; applies ``spec.transforms`` (see persistence)."""
+    """Build, shape-check and return the float network of ``spec.layers``.
+
+    A spec with ``transforms`` (int8 conversion, ...) describes a stored technique result, not float
+    layers: ``compress.persistence.rebuild_model`` builds it, so this refuses it.
+    """
+    if spec.transforms:
+        kinds = ", ".join(str(step.get("kind", "?")) for step in spec.transforms)
+        raise SpecError(
+            f"this spec records transforms ({kinds}) on top of its float layers; "
+            "build it with compress.persistence.rebuild_model"
+        )
     model: nn.Module = build_layers(spec.layers)
     final = output_shapes(model, spec.input_shape)[-1][1]
     if final != (spec.num_classes,):
@@ -188,10 +198,6 @@ def build_model(spec: ModelSpec) -> nn.Module:
             f"the last layer '{spec.layers[-1].name}' outputs shape {final}, "
             f"but the model must output ({spec.num_classes},) class scores"
         )
-    if spec.transforms:
-        from compress.rebuild import apply_transforms
-
-        model = apply_transforms(model, spec)
     return model
 
 

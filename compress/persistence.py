@@ -1,8 +1,9 @@
 """Models stored as one safetensors file: weights as tensors, the ModelSpec as JSON metadata.
 
 Nothing is ever unpickled: loading parses the JSON spec, builds the allow-listed layers, replays the
-spec's transforms (int8 conversion, ...) and loads the tensors. State-dict entries that are not
-plain tensors are encoded explicitly:
+spec's transforms (int8 conversion, ...) with the ``rebuild`` of the technique that recorded each one
+(looked up in the technique registry by the step's ``kind``) and loads the tensors. State-dict
+entries that are not plain tensors are encoded explicitly:
 
 - quantized tensor -> its int8/uint8 ``int_repr()`` under the same key, plus its scale and zero
   point (per tensor, in the metadata) or ``<key>::scales`` / ``<key>::zero_points`` tensors (per
@@ -27,6 +28,7 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from compress.layer_spec import ModelSpec, build_model
+from compress.techniques import TECHNIQUES
 
 _SPEC_KEY = "netreduce_spec"
 _ENTRIES_KEY = "netreduce_entries"
@@ -77,6 +79,20 @@ def _decode(key: str, info: dict[str, Any] | None, tensors: dict[str, torch.Tens
     return info["value"]
 
 
+def rebuild_model(spec: ModelSpec) -> nn.Module:
+    """The structure ``spec`` describes, weights not loaded: its float layers, then each of its
+    ``transforms`` replayed by the technique that recorded it."""
+    model = build_model(spec.model_copy(update={"transforms": []}))
+    for step in spec.transforms:
+        kind = step.get("kind", "")
+        technique = TECHNIQUES.get(kind) if kind in TECHNIQUES else None
+        if technique is None or technique.rebuild is None:
+            known = sorted(t.name for t in TECHNIQUES.list() if t.rebuild is not None)
+            raise ValueError(f"unknown transform '{kind}'; known: {', '.join(known)}")
+        model = technique.rebuild(model, step)
+    return model
+
+
 def model_to_bytes(model: nn.Module, spec: ModelSpec) -> bytes:
     """Serialise ``model`` (structure from ``spec``) to safetensors bytes."""
     tensors: dict[str, torch.Tensor] = {}
@@ -106,7 +122,7 @@ def model_from_bytes(data: bytes) -> tuple[nn.Module, ModelSpec]:
     tensors = st_load(data)
     state = OrderedDict((key, _decode(key, info, tensors)) for key, info in entries.items())
     state._metadata = OrderedDict(json.loads(meta.get(_VERSIONS_KEY, "{}")))  # type: ignore[attr-defined]
-    model = build_model(spec)
+    model = rebuild_model(spec)
     model.load_state_dict(state)
     model.eval()
     return model, spec

@@ -149,10 +149,19 @@ class UnknownLayerError(ValueError):
         self.names = names
         self.valid = valid
         self.field = field
+Rebuild = Callable[[nn.Module, dict[str, Any]], nn.Module]
 
 
 @dataclass(frozen=True)
 class Technique:
+    """A registered technique.
+
+    ``rebuild`` is for techniques whose result float layers cannot describe (int8 conversion): their
+    ``apply`` appends a step ``{"kind": <technique name>, ...}`` to the spec's ``transforms``, and
+    ``rebuild(float_model, step)`` replays that step's structure when a stored model is loaded
+    (``compress.persistence``); the stored weights are loaded afterwards.
+    """
+
     name: str
     description: str
     params_model: type[TechniqueParams]
@@ -163,6 +172,7 @@ class Technique:
     layers exist and are eligible: run when a job is submitted; raises ValueError (UnknownLayerError)."""
     keeps_layer_names: bool = True
     """False when the technique renames or adds layers, so a later step's names cannot be checked up front."""
+    rebuild: Rebuild | None = None
 
     def params_schema(self) -> dict[str, Any]:
         return self.params_model.model_json_schema()
@@ -176,14 +186,10 @@ def register_technique(technique: Technique) -> Technique:
 
 
 def get_technique(name: str) -> Technique:
-    import compress.techniques  # noqa: F401  (registers the built-ins)
-
     return TECHNIQUES.get(name)
 
 
 def list_techniques() -> list[Technique]:
-    import compress.techniques  # noqa: F401
-
     return TECHNIQUES.list()
 
 

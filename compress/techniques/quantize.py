@@ -38,7 +38,6 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from compress.layer_spec import ACTIVATION_TYPES, ModelSpec
-from compress.rebuild import register_transform
 from compress.techniques.base import Context, Technique, TechniqueParams, Variant, register_technique
 from compress.training import Cancelled
 
@@ -414,7 +413,6 @@ def quantize_int8(model: nn.Module, spec: ModelSpec, params: QuantizeInt8Params,
     return Variant(qmodel, new_spec, notes=notes, label_suffix=suffix)
 
 
-@register_transform("quantize-int8")
 def rebuild_int8(model: nn.Module, step: dict[str, Any]) -> nn.Module:
     """Replay quantize-int8's structure on freshly built float layers; the weights and the activation
     scales come from the stored state dict that is loaded afterwards."""
@@ -472,8 +470,9 @@ def quantize_dynamic_linear(model: nn.Module, spec: ModelSpec, params: QuantizeD
     return Variant(qmodel, new_spec, notes=notes, label_suffix=suffix)
 
 
-@register_transform("quantize-dynamic")
 def rebuild_dynamic(model: nn.Module, step: dict[str, Any]) -> nn.Module:
+    """Replay quantize-dynamic on freshly built float layers; the int8 weights come from the stored
+    state dict that is loaded afterwards."""
     return _dynamic(_float_copy(model, copy_model=False), check_backend(step["backend"]), step["per_channel"])
 
 
@@ -484,6 +483,7 @@ register_technique(
         "seeded calibration, convert. Weights 1 byte + scale and zero point per channel or tensor.",
         params_model=QuantizeInt8Params,
         apply=quantize_int8,
+        rebuild=rebuild_int8,
     )
 )
 register_technique(
@@ -492,5 +492,6 @@ register_technique(
         description="Dynamic int8 quantization of Linear layers: int8 weights, activations quantized per batch.",
         params_model=QuantizeDynamicParams,
         apply=quantize_dynamic_linear,
+        rebuild=rebuild_dynamic,
     )
 )
