@@ -27,7 +27,7 @@ JOB_TRANSITIONS: dict[str, frozenset[str]] = {
     JOB_RUNNING: frozenset({JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED, JOB_QUEUED}),
     **{s: frozenset() for s in TERMINAL_STATUSES},
 }
-"""The job life cycle in one place: every status change in the code is one of these (tests check it)."""
+"""The job life cycle: ``store.jobs.change_status``, the only writer of a job's status, refuses any other change."""
 JOB_KINDS = ("train", "compress")
 
 MODEL_UNTRAINED, MODEL_TRAINING, MODEL_READY, MODEL_FAILED = "untrained", "training", "ready", "failed"
