@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from pydantic import ValidationError
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from api.job_service import row_out, unprocessable
 from api.schemas import ModelCreate, ModelOut, ModelUpload
@@ -15,8 +15,9 @@ from compress.architectures import get_architecture
 from compress.layer_spec import ModelSpec, SpecError, build_model
 from compress.registry import UnknownNameError
 from store.data_roots import DataRootError, resolve_dataset_spec
+from store.results import baseline_row
 from store.settings import Settings
-from store.tables import BASELINE_TECHNIQUE, BaseModelRow, Job, ResultRow, utcnow
+from store.tables import BaseModelRow, Job, utcnow
 
 
 def check_dataset(spec: str, roots: list[str], loc: list[Any] | None = None) -> str:
@@ -90,14 +91,10 @@ def create_model(session: Session, req: ModelCreate, settings: Settings) -> tupl
 
 
 def model_out(session: Session, base: BaseModelRow, detail: bool) -> ModelOut:
-    data: dict[str, Any] = base.model_dump(exclude={"baseline", "spec", "artifact_path"})
+    data: dict[str, Any] = base.model_dump(exclude={"spec", "artifact_path"})
     out = ModelOut.model_validate(data)
     if detail:
-        baseline = session.exec(
-            select(ResultRow)
-            .where(ResultRow.base_model_id == base.id, ResultRow.technique == BASELINE_TECHNIQUE)
-            .order_by(col(ResultRow.id).desc())
-        ).first()
+        baseline = baseline_row(session, base.id)
         out.baseline = row_out(baseline) if baseline else None
-        out.layers = (base.baseline or {}).get("layers") if base.baseline else None
+        out.layers = (baseline.layers or None) if baseline else None
     return out

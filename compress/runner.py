@@ -7,7 +7,6 @@ one that passes; it is returned with ``trial=False`` and its model, ready to sto
 
 from __future__ import annotations
 
-import copy
 import json
 import statistics
 from dataclasses import dataclass
@@ -293,8 +292,3 @@ def _add_seed_spread(results: list[RowResult]) -> None:
                 "accuracy_std": round(std, 4),
                 "starting_points": len(accs),
             }
-
-
-def copy_model(model: nn.Module) -> nn.Module:
-    """A deep copy for techniques to change (the base model is shared and cached)."""
-    return copy.deepcopy(model)

@@ -45,7 +45,11 @@ def _ts(nullable: bool = True) -> Any:
 
 
 class BaseModelRow(SQLModel, table=True):
-    """A trained (or to-be-trained) base network: the reference every variant is compared with."""
+    """A trained (or to-be-trained) base network: the reference every variant is compared with.
+
+    Its measurement (per-layer table included) is stored once, as its baseline result row
+    (``store.results.baseline_row``).
+    """
 
     __tablename__ = "base_models"
 
@@ -60,7 +64,6 @@ class BaseModelRow(SQLModel, table=True):
     status: str = Field(default=MODEL_UNTRAINED, max_length=16)
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     artifact_path: str | None = Field(default=None, max_length=500)
-    baseline: Any = Field(default=None, sa_column=Column(JSON, nullable=True))  # Measurement incl. layers
     training_job_id: int | None = None
     preset: bool = False
     created_at: datetime | None = _ts(nullable=False)

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
 
 from compress.baseline import Baseline, resolve_spec, train_baseline
 from compress.datasets import DatasetError, DatasetSplit
@@ -35,6 +36,7 @@ from store import jobs
 from store.artifacts import ArtifactStore
 from store.data_roots import DataRootError, resolve_dataset_spec
 from store.jobs import BaseTakenOver, Lease, LeaseLost
+from store.results import baseline_row
 from store.settings import Settings
 from store.tables import (
     BASELINE_TECHNIQUE,
@@ -88,6 +90,11 @@ def result_row_from(m: Measurement, **values: Any) -> ResultRow:
         extra={k: v for k, v in dumped.items() if k not in columns and k != "layers"},
         created_at=utcnow(),
     )
+
+
+def measurement_from(row: ResultRow) -> Measurement:
+    """The measurement a row was written from (:func:`result_row_from`'s inverse)."""
+    return Measurement.model_validate({**(row.extra or {}), **row.model_dump(exclude={"extra"})})
 
 
 @dataclass
@@ -203,9 +210,8 @@ class JobExecution:
             notes={"losses": [round(x, 5) for x in result.losses], "dataset": base.dataset},
             artifact_path=name,
         )
-        ready = {"artifact_path": name, "baseline": result.measurement.model_dump(mode="json")}
-        ready |= {"spec": spec.model_dump(mode="json"), "input_shape": list(spec.input_shape)}
-        ready["num_classes"] = spec.num_classes
+        ready = {"artifact_path": name, "spec": spec.model_dump(mode="json")}
+        ready |= {"input_shape": list(spec.input_shape), "num_classes": spec.num_classes}
         try:
             self.lease.base_trained(base_id, ready, row, "done" if kind == "train" else None)
         except (LeaseLost, IntegrityError):
@@ -219,6 +225,13 @@ class JobExecution:
         data.check_fits(spec.input_shape, spec.num_classes)
         self.reporter.progress(0.05, "measuring the uploaded weights", force=True)
         return Baseline(model, spec, measure(model, spec, data, latency_runs=self.settings.latency_runs), [])
+
+    def baseline_of(self, base: BaseModelRow) -> Measurement:
+        with Session(self.engine) as session:
+            row = baseline_row(session, base.id)
+        if row is None:
+            raise JobFailed(f"base model '{base.id}' is ready but has no baseline row")
+        return measurement_from(row)
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -234,7 +247,7 @@ class JobExecution:
         data = self.dataset_for(base)
         assert base.artifact_path is not None
         model, spec = cache.base_model(base.id, str(self.artifacts.path(base.artifact_path)))
-        base_m = Measurement.model_validate(base.baseline)
+        base_m = self.baseline_of(base)
         ctx = Context(
             data=data,
             base_model=model,

@@ -84,13 +84,17 @@ def tradeoff_svg(
 @router.get("/models/{model_id}/layers.png", response_class=Response, responses={**_PNG, 409: {}}, tags=["models"])
 def layers_png(model_id: str, session: SessionDep) -> Response:
     """Parameters and MACs per layer of a trained base model: the coloured bars are the layers to reduce first."""
-    return _plot_response(render_layers(require_base_model(session, model_id), "png"), "png", f"layers-{model_id}.png")
+    return _plot_response(
+        render_layers(session, require_base_model(session, model_id), "png"), "png", f"layers-{model_id}.png"
+    )
 
 
 @router.get("/models/{model_id}/layers.svg", response_class=Response, responses={**_SVG, 409: {}}, tags=["models"])
 def layers_svg(model_id: str, session: SessionDep) -> Response:
     """The per-layer bar chart as SVG."""
-    return _plot_response(render_layers(require_base_model(session, model_id), "svg"), "svg", f"layers-{model_id}.svg")
+    return _plot_response(
+        render_layers(session, require_base_model(session, model_id), "svg"), "svg", f"layers-{model_id}.svg"
+    )
 
 
 @router.get(

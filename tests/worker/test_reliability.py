@@ -14,9 +14,11 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
 
 from store.db import write
 from store.jobs import ForbiddenTransition, Guard, LeaseLost, change_status, claim
+from store.results import baseline_row
 from store.settings import Settings
 from store.tables import (
     JOB_STATUSES,
@@ -331,13 +333,19 @@ def test_a_job_whose_base_model_was_taken_over_waits_for_it(
     job_id = add_job(engine, mid)
     real = execution.train_baseline
 
-    def finish_elsewhere() -> None:
+    def finish_elsewhere() -> None:  # what the other job's final write does: the model ready, its baseline row
         time.sleep(0.5)
+        with Session(engine) as s:
+            row = baseline_row(s, trained)
+            assert row is not None
+            copy = ResultRow.model_validate(row.model_dump(exclude={"id"}) | {"job_id": other, "base_model_id": mid})
+            s.add(copy)
+            s.commit()
         with engine.begin() as conn:
             conn.execute(
                 update(BaseModelRow)
                 .where(BaseModelRow.id == mid)
-                .values(status="ready", artifact_path=ready.artifact_path, baseline=ready.baseline, spec=ready.spec)
+                .values(status="ready", artifact_path=ready.artifact_path, spec=ready.spec)
             )
 
     def taken_over(*args: Any, **kwargs: Any) -> Any:
