@@ -21,7 +21,7 @@ from store.settings import Settings, get_settings
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     """At start-up, the objects of the modules imported so far (FastAPI, SQLAlchemy, torch: ~320,000) are
     frozen out of the garbage collector's reach: they live as long as the process, and a full collection
-    walking them paused every request in flight for 100-190 ms (under /comparison load, bench.service #6)."""
+    walking them paused every request in flight for 100-190 ms (measured by bench.service's /comparison load)."""
     gc.collect()
     gc.freeze()
     yield
