@@ -177,8 +177,8 @@ class Lease:
         return self._finish(JOB_CANCELLED, None, stage)
 
     def _finish(self, new: str, error: str | None, stage: str) -> bool:
-        stmt = {"error": error, "stage": stage, "finished_at": utcnow()}
-        return write(self.engine, lambda conn: change_status(conn, self.guard, new, **stmt))
+        values = {"error": error, "stage": stage, "finished_at": utcnow()}
+        return write(self.engine, lambda conn: change_status(conn, self.guard, new, **values))
 
     def base_trained(self, base_id: str, ready: dict[str, Any], baseline: ResultRow, done_stage: str | None) -> None:
         """The base model we trained becomes ready with its baseline row, in one transaction.
