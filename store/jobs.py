@@ -18,7 +18,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, func, insert, or_, select, update
@@ -36,6 +36,7 @@ from store.tables import (
     MODEL_READY,
     MODEL_TRAINING,
     MODEL_UNTRAINED,
+    TERMINAL_STATUSES,
     BaseModelRow,
     Job,
     ResultRow,
@@ -219,6 +220,22 @@ def take_base(engine: Engine, base_id: str, job_id: int, seen_status: str, seen_
         .values(status=MODEL_TRAINING, training_job_id=job_id, error=None, updated_at=utcnow())
     )
     return write(engine, lambda conn: conn.execute(stmt).rowcount == 1)
+
+
+def trainer_gone(engine: Engine, owner_id: int | None, me: int, stale_after_s: float) -> bool:
+    """Whether the job training a base model is gone (finished, back in the queue, or its heartbeat stale),
+    so that job ``me`` may take the training over."""
+    if owner_id is None or owner_id == me:
+        return True
+    owner = read(engine, Job, owner_id)
+    if owner is None or owner.status in TERMINAL_STATUSES or owner.status == JOB_QUEUED:
+        return True
+    beat = owner.heartbeat_at
+    if beat is None:
+        return True
+    if beat.tzinfo is None:
+        beat = beat.replace(tzinfo=utcnow().tzinfo)
+    return utcnow() - beat > timedelta(seconds=stale_after_s)
 
 
 def release_base(engine: Engine, base_id: str, job_id: int, status: str, error: str | None) -> None:

@@ -14,7 +14,6 @@ import logging
 import time
 import traceback
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +41,11 @@ from store.tables import (
     BASELINE_TECHNIQUE,
     JOB_CANCELLED,
     JOB_FAILED,
-    JOB_QUEUED,
     JOB_SUCCEEDED,
     MODEL_FAILED,
     MODEL_READY,
     MODEL_TRAINING,
     MODEL_UNTRAINED,
-    TERMINAL_STATUSES,
     BaseModelRow,
     Job,
     ResultRow,
@@ -119,19 +116,6 @@ class JobExecution:
         seed = int((base.training or {}).get("seed", 0))
         return cache.dataset(spec, seed, self.settings.data_root, self.settings.allow_download)
 
-    def _owner_gone(self, owner_id: int | None) -> bool:
-        if owner_id is None or owner_id == self.job_id:
-            return True
-        owner = jobs.read(self.engine, Job, owner_id)
-        if owner is None or owner.status in TERMINAL_STATUSES or owner.status == JOB_QUEUED:
-            return True
-        beat = owner.heartbeat_at
-        if beat is None:
-            return True
-        if beat.tzinfo is None:
-            beat = beat.replace(tzinfo=utcnow().tzinfo)
-        return utcnow() - beat > timedelta(seconds=self.settings.stale_after_s)
-
     def ensure_base_ready(self, base_id: str, kind: str, span_end: float) -> BaseModelRow:
         """The base model's row once it is trained: train it here, or wait for the job training it.
 
@@ -148,7 +132,7 @@ class JobExecution:
                 return base
             if status == MODEL_FAILED and waited:
                 raise JobFailed(f"training the base model '{base_id}' failed: {base.error}")
-            if status in (MODEL_UNTRAINED, MODEL_FAILED) or (status == MODEL_TRAINING and self._owner_gone(owner)):
+            if status in (MODEL_UNTRAINED, MODEL_FAILED) or (status == MODEL_TRAINING and self._trainer_gone(owner)):
                 if jobs.take_base(self.engine, base_id, self.job_id, status, owner):
                     try:
                         self.train_base(base_id, kind, span_end)
@@ -160,6 +144,9 @@ class JobExecution:
                 raise Cancelled("cancelled while waiting for the base model")
             self.reporter.progress(0.0, f"waiting for job {owner} to train base model '{base_id}'", force=True)
             time.sleep(min(1.0, max(0.05, self.settings.progress_interval_s)))
+
+    def _trainer_gone(self, owner: int | None) -> bool:
+        return jobs.trainer_gone(self.engine, owner, self.job_id, self.settings.stale_after_s)
 
     def _trained(self, base: BaseModelRow, kind: str, span_end: float) -> tuple[Baseline, ModelSpec, TrainConfig]:
         """Train the base model, or measure its uploaded weights (POST /models/upload: not trained)."""
