@@ -145,7 +145,7 @@ class Service:
             "torch_threads": str(self.threads),
             "latency_runs": str(self.latency_runs),
         }
-        if self.broker_poll_s is not None:  # else the setting's default (worker.celery_app sets it)
+        if self.broker_poll_s is not None:  # else the setting's default (store.queue applies it)
             settings["broker_poll_s"] = str(self.broker_poll_s)
         env.update({f"NETREDUCE_{k.upper()}": v for k, v in settings.items()})
         env["PYTHONUNBUFFERED"] = "1"
