@@ -35,7 +35,7 @@ COLUMNS = (
     "created_at",
 )
 CSV_COLUMNS = (*COLUMNS, "pareto")
-"""What /comparison serves: the issue-4 columns, then the Pareto flag (so the old order stays a prefix)."""
+"""What /comparison serves: the stored columns, then the Pareto flag (so the first CSV order stays a prefix)."""
 
 
 def _ratio(value: int | None, base: int | None) -> float | None:

@@ -29,6 +29,7 @@ from compress.pareto import (
 from compress.plots import layer_plot, tradeoff_plot
 from compress.recommend import Priority, Recommendation, recommend
 from compress.report import render_report
+from store.results import baseline_row
 from store.tables import MODEL_READY, BaseModelRow, ResultRow
 
 PlotFormat = Literal["png", "svg"]
@@ -158,9 +159,10 @@ def render_tradeoff(rows: Sequence[dict[str, Any]], x: XAxis, fmt: PlotFormat, i
         return tradeoff_plot(rows, x=x, fmt=fmt, include_trials=include_trials)
 
 
-def render_layers(base: BaseModelRow, fmt: PlotFormat) -> bytes:
-    """Per-layer parameters and MACs of a trained base model; 409 while it is not trained."""
-    layers = (base.baseline or {}).get("layers") if base.status == MODEL_READY else None
+def render_layers(session: Session, base: BaseModelRow, fmt: PlotFormat) -> bytes:
+    """Per-layer parameters and MACs of a trained base model (from its baseline row); 409 while it is not trained."""
+    baseline = baseline_row(session, base.id) if base.status == MODEL_READY else None
+    layers = baseline.layers if baseline else None
     if not layers:
         raise Conflict(
             f"base model '{base.id}' has no per-layer table yet (status '{base.status}'); "

@@ -12,6 +12,7 @@ from fastapi import Depends
 from sqlmodel import Session
 
 from store.db import get_session
+from store.queue import ensure_broker_folder, producer_for
 from store.settings import Settings, get_settings
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -25,9 +26,8 @@ BrokerCheck = Callable[[str], None]
 
 
 def celery_enqueue(job_id: int) -> None:
-    from worker.celery_app import celery_app
-
-    celery_app.send_task("netreduce.run_job", args=[job_id], queue=get_settings().queue)
+    """Send the id through the API's own producer (``store.queue``): no worker code in this process."""
+    producer_for(get_settings()).send(job_id)
 
 
 def get_enqueuer() -> Enqueuer:
@@ -37,8 +37,6 @@ def get_enqueuer() -> Enqueuer:
 def check_broker(url: str, timeout_s: float = 2.0) -> None:
     """Open a connection to the broker (any kombu transport) or raise."""
     from kombu import Connection
-
-    from worker.celery_app import ensure_broker_folder
 
     ensure_broker_folder(url)
     with Connection(url, connect_timeout=timeout_s) as conn:

@@ -6,7 +6,7 @@ import functools
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, or_, update
+from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from api.schemas import JobOut, RowOut
@@ -16,16 +16,9 @@ from compress.layer_spec import ModelSpec
 from compress.registry import UnknownNameError
 from compress.runner import JobInputError, Step, StepLayerError, check_steps_against_spec, validate_steps
 from compress.techniques.base import get_technique, list_techniques
+from store import jobs
 from store.json_safe import repaired
-from store.tables import (
-    JOB_CANCELLED,
-    JOB_QUEUED,
-    JOB_RUNNING,
-    BaseModelRow,
-    Job,
-    ResultRow,
-    utcnow,
-)
+from store.tables import BaseModelRow, Job, ResultRow, utcnow
 
 _CONSTRAINT_KEYS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "minLength", "maxLength")
 
@@ -150,7 +143,7 @@ def defer_enqueue(session: Session, job_id: int) -> Job:
     The workers' reconciler re-sends queued jobs nobody claimed (NETREDUCE_REQUEUE_AFTER_S), so the
     client gets its 202 and must not post again (a retry would make a second job).
     """
-    session.exec(update(Job).where(col(Job.id) == job_id, col(Job.status) == "queued").values(stage=ENQUEUE_DEFERRED))
+    jobs.note_deferred(session.connection(), job_id, ENQUEUE_DEFERRED)
     session.commit()
     return get_job(session, job_id)
 
@@ -214,31 +207,13 @@ def list_jobs(
 
 def cancel_job(session: Session, job_id: int) -> tuple[int, Job]:
     """Queued -> cancelled at once (it will never start); running -> cancel requested; finished -> 409."""
-    now = utcnow()
-    res = session.exec(  # type: ignore[call-overload]
-        update(Job)
-        .where(col(Job.id) == job_id, col(Job.status) == JOB_QUEUED)
-        .values(
-            status=JOB_CANCELLED,
-            cancel_requested=True,
-            stage="cancelled before it started",
-            finished_at=now,
-            updated_at=now,
-        )
-    )
-    code = 200
-    if res.rowcount != 1:
-        res = session.exec(  # type: ignore[call-overload]
-            update(Job)
-            .where(col(Job.id) == job_id, col(Job.status) == JOB_RUNNING)
-            .values(cancel_requested=True, updated_at=now)
-        )
-        code = 202
-        if res.rowcount != 1:
-            session.rollback()
-            job = get_job(session, job_id)
-            raise Conflict(f"job {job_id} has already finished (status '{job.status}')")
+    try:
+        at_once = jobs.request_cancel(session.connection(), job_id)
+    except jobs.JobFinished:
+        session.rollback()
+        job = get_job(session, job_id)
+        raise Conflict(f"job {job_id} has already finished (status '{job.status}')") from None
     session.commit()
     job = get_job(session, job_id)
     session.refresh(job)
-    return code, job
+    return (200 if at_once else 202), job

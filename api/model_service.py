@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from pydantic import ValidationError
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from api.job_service import row_out
 from api.schemas import ModelCreate, ModelOut, ModelUpload
@@ -19,8 +19,9 @@ from compress.layer_spec import ModelSpec, SpecError, build_model
 from compress.registry import UnknownNameError
 from store.data_roots import DataRootError, resolve_dataset_spec
 from store.json_safe import repaired
+from store.results import baseline_row
 from store.settings import Settings
-from store.tables import BASELINE_TECHNIQUE, BaseModelRow, Job, ResultRow, utcnow
+from store.tables import BaseModelRow, Job, utcnow
 
 
 def check_dataset(spec: str, roots: list[str], loc: list[Any] | None = None) -> str:
@@ -129,14 +130,10 @@ def add_model(
 
 
 def model_out(session: Session, base: BaseModelRow, detail: bool) -> ModelOut:
-    data: dict[str, Any] = repaired(base.model_dump(exclude={"baseline", "spec", "artifact_path"}))
+    data: dict[str, Any] = repaired(base.model_dump(exclude={"spec", "artifact_path"}))
     out = ModelOut.model_validate(data)
     if detail:
-        baseline = session.exec(
-            select(ResultRow)
-            .where(ResultRow.base_model_id == base.id, ResultRow.technique == BASELINE_TECHNIQUE)
-            .order_by(col(ResultRow.id).desc())
-        ).first()
+        baseline = baseline_row(session, base.id)
         out.baseline = row_out(baseline) if baseline else None
-        out.layers = repaired((base.baseline or {}).get("layers")) if base.baseline else None
+        out.layers = repaired(baseline.layers or None) if baseline else None
     return out

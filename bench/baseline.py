@@ -1,7 +1,7 @@
 """Train mnist-cnn on the shared MNIST test split (8,000 train / 2,000 eval) and print its row.
 
 Usage: python bench/baseline.py [--epochs 3] [--threads 2] [--data ../shared/data/mnist]
-Reference (issue 2): a hand-written 1.73 M-parameter CNN reaches 97.25 % in 3 epochs, ~97 s on 2 cores.
+Reference: a hand-written 1.73 M-parameter CNN reaches 97.25 % in 3 epochs, ~97 s on 2 cores.
 """
 
 from __future__ import annotations

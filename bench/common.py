@@ -248,14 +248,6 @@ def run_job(
     return job
 
 
-def chosen_row(job: Job) -> Any | None:
-    """The search's chosen row, or the single row of a fixed job."""
-    if not job.rows:
-        return None
-    picked = [r for r in job.rows if not r.trial]
-    return picked[0] if picked else None
-
-
 # -- jobs too slow to run -------------------------------------------------------------------
 
 

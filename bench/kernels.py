@@ -1,4 +1,4 @@
-"""Issue 7 #2 and #3, one level down: the kernels behind the latency ratios.
+"""The kernels behind the int8 and prune-channels latency ratios (``bench.latency``), one level down.
 
 Three tables, each measured in interleaved rounds (median of the rounds' medians):
 1. pooling at mnist-cnn's shapes (batch 64): PyTorch's kernel on NCHW and on channels-last tensors,

@@ -1,4 +1,4 @@
-"""Issue 7 #2 and #3 (and issue 3's latency targets): quantize-int8 (fbgemm, and PyTorch's x86 engine
+"""Latency against fp32 (also the technique targets' latency figures): quantize-int8 (fbgemm, and PyTorch's x86 engine
 beside it) and prune-channels remove 50 % against the fp32 base model, latency measured in
 interleaved rounds in this one run; the fp32 models also with PyTorch's own NCHW pooling (before
 ``compress.pooling``), as diagnostics.
@@ -268,7 +268,7 @@ def main() -> None:
     set_threads(args.threads)
     print_machine(machine_record(args.threads))
     targets = run(args)
-    console.print(targets_table(targets, "int8 and prune-channels vs fp32 (issue 7 #2, #3)"))
+    console.print(targets_table(targets, "int8 and prune-channels vs fp32"))
     print_target_lines(targets)
 
 

@@ -1,4 +1,4 @@
-"""Issue 6 (load): many clients submit jobs at once to a running stack; nothing is lost or run twice.
+"""Load: many clients submit jobs at once to a running stack; nothing is lost or run twice.
 
 C client threads (one HTTP connection each) post N jobs (one cheap technique on one base model) as
 fast as the API takes them, while another thread reads ``/comparison`` the whole time. Then it waits

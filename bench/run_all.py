@@ -1,8 +1,9 @@
-"""Issue 7: every benchmark target in one run, one table (target, measured ratio or value, PASS/FAIL).
+"""Every benchmark target in one run, one table (target, measured ratio or value, PASS/FAIL).
 
-Order matters: the sweep (#4, #7) runs first, in this process, so its peak memory is the sweep's; it
-trains the base model that #2, #3 and #5 then reuse; the service items (#1, #6) start their own
-embedded service (or ``--stack real``) last. Every ratio compares two things measured in this run.
+Order matters: the sweep (wall time, peak memory) runs first, in this process, so its peak memory is
+the sweep's; it trains the base model that the latency and throughput items then reuse; the service
+items (overhead, /comparison under load) start their own embedded service (or ``--stack real``)
+last. Every ratio compares two things measured in this run.
 
 Usage: python -m bench.run_all [--threads 2] [--stack embedded|real] [--skip sweep,service] [--json out.json]
 """
@@ -54,27 +55,27 @@ def main() -> None:
     targets: list[Target] = []
     base = None
     if "sweep" not in skip:
-        console.rule("#4, #7: the full sweep")
+        console.rule("the full sweep: wall time and peak memory")
         found, base = sweep.run(args)
         targets += found
     if {"latency", "throughput"} - skip and base is None:
         base = get_base(args.data, args.seed, args.retrain, args.latency_runs)
     if "latency" not in skip:
-        console.rule("#2, #3: int8 and prune-channels vs fp32")
+        console.rule("int8 and prune-channels vs fp32")
         targets += latency.run(args, base)
     if "throughput" not in skip:
-        console.rule("#5: fp32 evaluation throughput vs matmul peak")
+        console.rule("fp32 evaluation throughput vs matmul peak")
         targets += throughput.run(args, base)
     if "service" not in skip:
-        console.rule(f"#1, #6: the service ({args.stack} stack)")
+        console.rule(f"the service ({args.stack} stack): overhead, /comparison under load")
         targets += service.run(args)
     wall = time.perf_counter() - t0
     targets.sort(key=lambda t: ORDER.get(t.item, 99))
     record["load_avg_at_end"] = load_average()
     record["wall_s"] = round(wall, 1)
-    console.rule("issue 7 targets")
+    console.rule("benchmark targets")
     print_machine(record, "run")
-    console.print(targets_table(targets, f"issue 7 targets — {args.threads} threads, {record['cpu']}"))
+    console.print(targets_table(targets, f"benchmark targets — {args.threads} threads, {record['cpu']}"))
     print_target_lines(targets)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": record, "targets": [asdict(t) for t in targets]}, indent=2))

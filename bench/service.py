@@ -1,4 +1,4 @@
-"""Issue 7 #1 and #6: the service's overhead on a job, and /comparison under load.
+"""The service's overhead on a job, and /comparison under load.
 
 Starts its own service in a temporary folder: ``alembic upgrade head``, uvicorn and a real Celery
 worker process (prefork, concurrency 1), on SQLite + kombu's server-less ``sqla+sqlite`` broker
@@ -6,12 +6,12 @@ worker process (prefork, concurrency 1), on SQLite + kombu's server-less ``sqla+
 (schema ``netreduce_bench``, dropped and recreated) with ``--stack real``. Loopback only; every child
 is stopped (its whole process group) and the folder removed at the end.
 
-#1: mnist-cnn is trained on the shared split through ``POST /models``; after one warm-up job (the
+Service overhead: mnist-cnn is trained on the shared split through ``POST /models``; after one warm-up job (the
 worker loads the base model and data set once), the same compress jobs are run alternately through
 HTTP + queue + database (``POST /jobs``, polled until finished) and as the same ``Runner`` call in
 this process (on the service's trained weights, same threads and latency passes); ratio of medians.
 
-#6: the base model's comparison is filled to 500 rows through the store layer (result rows copied
+/comparison under load: the base model's comparison is filled to 500 rows through the store layer (result rows copied
 from a real job with varied figures), then 10 asyncio httpx clients (one connection each) call
 ``GET /comparison`` for a bounded time and count; requests/s, p50 and p99.
 
@@ -145,7 +145,7 @@ class Service:
             "torch_threads": str(self.threads),
             "latency_runs": str(self.latency_runs),
         }
-        if self.broker_poll_s is not None:  # else the setting's default (worker.celery_app sets it)
+        if self.broker_poll_s is not None:  # else the setting's default (store.queue applies it)
             settings["broker_poll_s"] = str(self.broker_poll_s)
         env.update({f"NETREDUCE_{k.upper()}": v for k, v in settings.items()})
         env["PYTHONUNBUFFERED"] = "1"
@@ -222,7 +222,7 @@ class Service:
         raise ServiceError(f"not healthy after {timeout_s:.0f} s: {last}\n{self.logs()}")
 
 
-# -- #1 service overhead ----------------------------------------------------------------------
+# -- service overhead -------------------------------------------------------------------------
 
 
 def _check(r: httpx.Response, what: str, *codes: int) -> dict[str, Any]:
@@ -306,7 +306,7 @@ def in_process_runner(client: httpx.Client, model_id: str, train_job: int, threa
 
 
 def overhead(args: argparse.Namespace, svc: Service, client: httpx.Client) -> tuple[list[Target], str, Table]:
-    console.print("[dim]#1: training mnist-cnn through POST /models ...[/]")
+    console.print("[dim]service overhead: training mnist-cnn through POST /models ...[/]")
     model_id, train_s, train_job = train_through_service(client, svc, args.seed)
     console.print(f"[dim]    trained in {train_s:.1f} s (HTTP + queue + database)[/]")
     run_local = in_process_runner(client, model_id, train_job, args.threads, args.latency_runs)
@@ -314,7 +314,7 @@ def overhead(args: argparse.Namespace, svc: Service, client: httpx.Client) -> tu
     console.print(f"[dim]    warm-up job {WARMUP_JOB[0]}: {cold_s:.1f} s (worker loads base model + data once)[/]")
     poll_s = svc.broker_poll_s or Settings.model_fields["broker_poll_s"].default
     poll = "" if svc.stack == "real" else f", broker polling every {poll_s} s"
-    t = Table(title=f"#1 service overhead ({svc.stack} stack{poll}), {args.reps} alternating reps, medians")
+    t = Table(title=f"service overhead ({svc.stack} stack{poll}), {args.reps} alternating reps, medians")
     for c in ("job", "in-process s", "service s", "queued→started s", "started→finished s", "overhead s", "ratio"):
         t.add_column(c, justify="left" if c == "job" else "right")
     targets = []
@@ -341,7 +341,7 @@ def overhead(args: argparse.Namespace, svc: Service, client: httpx.Client) -> tu
     return targets, model_id, t
 
 
-# -- #6 /comparison under load ----------------------------------------------------------------
+# -- /comparison under load -------------------------------------------------------------------
 
 
 def fill_comparison(svc: Service, client: httpx.Client, model_id: str, total: int, seed: int = 0) -> int:
@@ -370,7 +370,7 @@ def fill_comparison(svc: Service, client: httpx.Client, model_id: str, total: in
                 .first()
             )
             if template is None:
-                raise ServiceError("no result row to copy: run the #1 jobs first")
+                raise ServiceError("no result row to copy: run the service-overhead jobs first")
             job_template = conn.execute(select(Job.__table__).where(Job.id == template["job_id"])).mappings().one()
             per_job = 50
             rows = []
@@ -481,7 +481,7 @@ def comparison_load(args: argparse.Namespace, svc: Service, client: httpx.Client
     added = fill_comparison(svc, client, model_id, COMPARISON_ROWS, args.seed)
     params = {"base_model_id": model_id}
     rows = _check(client.get("/comparison", params=params), "GET /comparison", 200)
-    console.print(f"[dim]#6: {len(rows)} comparison rows ({added} inserted through the store layer)[/]")
+    console.print(f"[dim]/comparison under load: {len(rows)} rows ({added} inserted through the store layer)[/]")
     serial = []
     for _ in range(5):
         t0 = time.perf_counter()
@@ -547,14 +547,14 @@ def add_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--reps", type=int, default=3, help="alternating repetitions of each overhead job")
     p.add_argument("--load-s", type=float, default=10.0, help="seconds of /comparison load (after 1 s warm-up)")
-    p.add_argument("--skip-overhead", action="store_true", help="only #6")
+    p.add_argument("--skip-overhead", action="store_true", help="only /comparison under load")
     p.add_argument(
         "--broker-poll",
         type=float,
         default=None,
         help="NETREDUCE_BROKER_POLL_S of the service (default: the setting's); no effect on --stack real",
     )
-    p.add_argument("--profile", default="", help="py-spy the API during the #6 load; raw collapsed stacks to this file")
+    p.add_argument("--profile", default="", help="py-spy the API during the /comparison load; raw stacks to this file")
 
 
 def main() -> None:
@@ -564,7 +564,7 @@ def main() -> None:
     set_threads(args.threads)
     print_machine(machine_record(args.threads))
     targets = run(args)
-    console.print(targets_table(targets, f"service ({args.stack} stack): issue 7 #1, #6"))
+    console.print(targets_table(targets, f"service ({args.stack} stack): overhead, /comparison under load"))
     print_target_lines(targets)
 
 

@@ -1,4 +1,4 @@
-"""Issue 7 #4 and #7: the full sweep on mnist-cnn over the shared MNIST split, wall time per job, and
+"""The full sweep on mnist-cnn over the shared MNIST split, wall time per job, and
 the peak memory of the process doing it.
 
 The sweep is what ``netreduce up`` submits: training the base model with its defaults, then every job
@@ -161,7 +161,7 @@ def main() -> None:
     set_threads(args.threads)
     print_machine(machine_record(args.threads))
     targets, _ = run(args)
-    console.print(targets_table(targets, "full sweep (issue 7 #4, #7)"))
+    console.print(targets_table(targets, "full sweep"))
     print_target_lines(targets)
 
 

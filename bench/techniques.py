@@ -1,5 +1,5 @@
-"""Issue 3's benchmark: every technique, fixed and search (1-point budget), on mnist-cnn over the shared
-MNIST split; prints the comparison table with wall time per job, then the issue's targets.
+"""Every technique, fixed and search (1-point budget), on mnist-cnn over the shared MNIST split;
+prints the comparison table with wall time per job, then the per-technique targets.
 
 Usage: python -m bench.techniques [--threads 2] [--quick] [--only prune-l1,quantize-int8] [--no-search]
 
@@ -148,11 +148,11 @@ def comparison_table(base: Base, jobs: list[tuple[str, Job]], title: str) -> Tab
     return t
 
 
-def issue3_targets(base: Base, jobs: dict[tuple[str, str], Job], rounds: int, runs: int) -> list[Target]:
+def technique_targets(base: Base, jobs: dict[tuple[str, str], Job], rounds: int, runs: int) -> list[Target]:
     int8 = jobs[("fixed", "quantize-int8")]
     channels = jobs[("fixed", "prune-channels")]
     targets, _ = latency_targets(base, int8, channels, rounds, runs, item_int8="int8", item_channels="channels")
-    targets = [t for t in targets if "batch 1" not in t.what]  # issue 3 has no batch-1 target
+    targets = [t for t in targets if "batch 1" not in t.what]  # the technique targets are at batch 64 only
     l1 = jobs[("fixed", "prune-l1")]
     if l1.error or not l1.rows:
         targets.append(Target("l1", "prune-l1 global 80 % + 1 epoch fine-tune", "—", "≥ base − 0.3", None, l1.error))
@@ -233,8 +233,8 @@ def main() -> None:
     console.print(comparison_table(base, ordered, title))
     console.print(f"total wall time {total:.1f} s (base model {'cached' if base.cached else 'trained'})")
     if all(k in jobs for k in (("fixed", "quantize-int8"), ("fixed", "prune-channels"), ("fixed", "prune-l1"))):
-        targets = issue3_targets(base, jobs, args.rounds, args.latency_runs)
-        console.print(targets_table(targets, "issue 3 targets (latency: interleaved rounds, same run)"))
+        targets = technique_targets(base, jobs, args.rounds, args.latency_runs)
+        console.print(targets_table(targets, "technique targets (latency: interleaved rounds, same run)"))
         print_target_lines(targets)
 
 

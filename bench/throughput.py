@@ -1,4 +1,4 @@
-"""Issue 7 #5: fp32 evaluation throughput of mnist-cnn vs this CPU's measured matmul peak, same threads.
+"""fp32 evaluation throughput of mnist-cnn vs this CPU's measured matmul peak, same threads.
 
 Throughput = our FLOP count per sample (2 × MACs, ``Measurement.flops``) × evaluation samples / wall
 time of ``compress.training.evaluate`` (the library's evaluation: inference_mode, its default batch).
@@ -108,7 +108,7 @@ def main() -> None:
     set_threads(args.threads)
     print_machine(machine_record(args.threads))
     targets = run(args)
-    console.print(targets_table(targets, "fp32 evaluation throughput (issue 7 #5)"))
+    console.print(targets_table(targets, "fp32 evaluation throughput"))
     print_target_lines(targets)
 
 

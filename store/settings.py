@@ -33,6 +33,10 @@ class Settings(BaseSettings):
         description="SQLAlchemy/filesystem broker: seconds between polls of the queue (kombu's default: 1).",
     )
     queue: str = Field(default="netreduce", description="Celery queue the API sends job ids to.")
+    extra_task_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="More modules each worker imports with its tasks (comma-separated or JSON); none in production.",
+    )
     artifact_dir: str = Field(default="var/artifacts", description="Folder for stored .safetensors models.")
     data_root: str = Field(default="data", description="Folder torchvision data sets (mnist, cifar10...) live in.")
     data_roots: Annotated[list[str], NoDecode] = Field(
@@ -119,7 +123,7 @@ class Settings(BaseSettings):
             return None
         return value
 
-    @field_validator("data_roots", mode="before")
+    @field_validator("data_roots", "extra_task_modules", mode="before")
     @classmethod
     def _split_roots(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -27,7 +27,7 @@ JOB_TRANSITIONS: dict[str, frozenset[str]] = {
     JOB_RUNNING: frozenset({JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED, JOB_QUEUED}),
     **{s: frozenset() for s in TERMINAL_STATUSES},
 }
-"""The job life cycle in one place: every status change in the code is one of these (tests check it)."""
+"""The job life cycle: ``store.jobs.change_status``, the only writer of a job's status, refuses any other change."""
 JOB_KINDS = ("train", "compress")
 
 MODEL_UNTRAINED, MODEL_TRAINING, MODEL_READY, MODEL_FAILED = "untrained", "training", "ready", "failed"
@@ -45,7 +45,11 @@ def _ts(nullable: bool = True) -> Any:
 
 
 class BaseModelRow(SQLModel, table=True):
-    """A trained (or to-be-trained) base network: the reference every variant is compared with."""
+    """A trained (or to-be-trained) base network: the reference every variant is compared with.
+
+    Its measurement (per-layer table included) is stored once, as its baseline result row
+    (``store.results.baseline_row``).
+    """
 
     __tablename__ = "base_models"
 
@@ -60,7 +64,6 @@ class BaseModelRow(SQLModel, table=True):
     status: str = Field(default=MODEL_UNTRAINED, max_length=16)
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     artifact_path: str | None = Field(default=None, max_length=500)
-    baseline: Any = Field(default=None, sa_column=Column(JSON, nullable=True))  # Measurement incl. layers
     training_job_id: int | None = None
     preset: bool = False
     created_at: datetime | None = _ts(nullable=False)

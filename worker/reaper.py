@@ -11,10 +11,10 @@ The table is the truth and the queue only delivers, so both look at the jobs tab
   committed) has its id sent again. A message too many is harmless: the claim is a conditional
   update, so a second delivery finds nothing to claim.
 
-Every change is one conditional ``UPDATE`` that re-checks what the pass saw, so any number of
-workers may run these passes at once: one of them wins each job, the others change nothing.
-Each Celery worker runs them in a thread of its main process (:func:`start_sweeper`, on
-``worker_ready``), every ``reaper_interval_s``.
+The queries and writes are ``store.jobs``'s. Every change is one conditional ``UPDATE`` that
+re-checks what the pass saw, so any number of workers may run these passes at once: one of them
+wins each job, the others change nothing. Each Celery worker runs them in a thread of its main
+process (:func:`start_sweeper`, on ``worker_ready``), every ``reaper_interval_s``.
 """
 
 from __future__ import annotations
@@ -26,27 +26,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
-from store.db import write
+from store import jobs
 from store.settings import Settings
-from store.tables import (
-    JOB_CANCELLED,
-    JOB_FAILED,
-    JOB_QUEUED,
-    JOB_RUNNING,
-    MODEL_TRAINING,
-    MODEL_UNTRAINED,
-    BaseModelRow,
-    Job,
-    utcnow,
-)
+from store.tables import JOB_CANCELLED, JOB_FAILED, JOB_QUEUED, Job, utcnow
 
 log = logging.getLogger("netreduce.reaper")
 
@@ -73,24 +61,16 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _stale(cutoff: datetime) -> Any:
-    return or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < cutoff)
-
-
-def _release_base_model(conn: Connection, job_id: int) -> None:
-    """A lost job that was training a base model gives it up, so the next job that needs it trains it."""
-    conn.execute(
-        update(BaseModelRow)
-        .where(BaseModelRow.training_job_id == job_id, BaseModelRow.status == MODEL_TRAINING)
-        .values(status=MODEL_UNTRAINED, error=None, updated_at=utcnow())
-    )
-
-
-def _take_back(conn: Connection, stmt: Any, job_id: int) -> int:
-    n = int(conn.execute(stmt).rowcount)
-    if n == 1:
-        _release_base_model(conn, job_id)
-    return n
+def _lost(job: Job, now: datetime) -> tuple[str, dict[str, Any]]:
+    """Where a lost running job goes: cancelled (asked for), failed (out of attempts) or queued again."""
+    attempts, beat = job.attempts, _when(job.heartbeat_at)
+    if job.cancel_requested:
+        return JOB_CANCELLED, {"stage": "cancelled (its worker was lost)", "finished_at": now}
+    if attempts >= job.max_attempts:
+        reason = f"worker lost {attempts} time(s) (last heartbeat {beat}); gave up after {job.max_attempts}"
+        return JOB_FAILED, {"error": reason, "stage": "worker lost", "finished_at": now}
+    stage = f"requeued: worker lost (last heartbeat {beat}); attempt {attempts} of {job.max_attempts}"
+    return JOB_QUEUED, {"stage": stage, "progress": 0.0, "heartbeat_at": None, "enqueued_at": now}
 
 
 def reap_stale(engine: Engine, settings: Settings, enqueue: Enqueue, work_dir: str | None = None) -> SweepReport:
@@ -98,41 +78,19 @@ def reap_stale(engine: Engine, settings: Settings, enqueue: Enqueue, work_dir: s
     report = SweepReport()
     now = utcnow()
     cutoff = now - timedelta(seconds=settings.stale_after_s)
-    with engine.connect() as conn:
-        found = conn.execute(
-            select(Job.id, Job.lease_token, Job.attempts, Job.max_attempts, Job.heartbeat_at, Job.cancel_requested)
-            .where(Job.status == JOB_RUNNING, _stale(cutoff))
-            .order_by(Job.id)
-            .limit(BATCH)
-        ).all()
-    for job_id, token, attempts, max_attempts, beat, cancel in found:
-        same = [
-            Job.id == job_id,
-            Job.status == JOB_RUNNING,
-            Job.lease_token.is_(None) if token is None else Job.lease_token == token,
-            _stale(cutoff),
-        ]
-        if cancel:
-            status, values = JOB_CANCELLED, {"stage": "cancelled (its worker was lost)", "finished_at": now}
-        elif attempts >= max_attempts:
-            reason = f"worker lost {attempts} time(s) (last heartbeat {_when(beat)}); gave up after {max_attempts}"
-            status, values = JOB_FAILED, {"error": reason, "stage": "worker lost", "finished_at": now}
-        else:
-            stage = f"requeued: worker lost (last heartbeat {_when(beat)}); attempt {attempts} of {max_attempts}"
-            values = {"stage": stage, "progress": 0.0, "heartbeat_at": None, "enqueued_at": now}
-            status = JOB_QUEUED
-
-        stmt = update(Job).where(*same).values(status=status, lease_token=None, updated_at=now, **values)
-        if write(engine, partial(_take_back, stmt=stmt, job_id=job_id)) != 1:
+    for job in jobs.stale_running(engine, cutoff, BATCH):
+        job_id = int(job.id or 0)
+        status, values = _lost(job, now)
+        if not jobs.take_back(engine, job, cutoff, status, **values):
             continue  # another reaper took it, or its worker beat in the meantime
         if work_dir:  # what the dead attempt left in its temporary folder, if it ran on this machine
             shutil.rmtree(Path(work_dir).resolve() / f"job-{job_id}", ignore_errors=True)
         if status == JOB_QUEUED:
-            log.warning("job %s: worker lost (last heartbeat %s); requeued", job_id, _when(beat))
+            log.warning("job %s: worker lost (last heartbeat %s); requeued", job_id, _when(job.heartbeat_at))
             report.requeued.append(job_id)
             _send(engine, enqueue, job_id, previous=None)
         elif status == JOB_FAILED:
-            log.error("job %s: worker lost %s time(s); failed", job_id, attempts)
+            log.error("job %s: worker lost %s time(s); failed", job_id, job.attempts)
             report.failed.append(job_id)
         else:
             report.cancelled.append(job_id)
@@ -144,15 +102,8 @@ def resend_queued(engine: Engine, settings: Settings, enqueue: Enqueue) -> Sweep
     report = SweepReport()
     now = utcnow()
     cutoff = now - timedelta(seconds=settings.requeue_after_s)
-    last_sent = func.coalesce(Job.enqueued_at, Job.created_at)
-    with engine.connect() as conn:
-        found = conn.execute(
-            select(Job.id, Job.enqueued_at).where(Job.status == JOB_QUEUED, last_sent < cutoff).order_by(Job.id)
-        ).all()
-    for job_id, previous in found[:BATCH]:
-        same = Job.enqueued_at.is_(None) if previous is None else Job.enqueued_at == previous
-        stmt = update(Job).where(Job.id == job_id, Job.status == JOB_QUEUED, same).values(enqueued_at=now)
-        if write(engine, lambda conn, stmt=stmt: conn.execute(stmt).rowcount) != 1:
+    for job_id, previous in jobs.unclaimed_queued(engine, cutoff, BATCH):
+        if not jobs.mark_sent(engine, job_id, previous, now):
             continue  # claimed, cancelled or re-sent by another worker since we looked
         if _send(engine, enqueue, job_id, previous=previous):
             report.resent.append(job_id)
@@ -168,9 +119,8 @@ def _send(engine: Engine, enqueue: Enqueue, job_id: int, previous: datetime | No
         return True
     except Exception as exc:
         log.warning("job %s: could not send its id (%s); the next pass tries again", job_id, exc)
-        stmt = update(Job).where(Job.id == job_id, Job.status == JOB_QUEUED).values(enqueued_at=previous)
         try:
-            write(engine, lambda conn: conn.execute(stmt))
+            jobs.unmark_sent(engine, job_id, previous)
         except Exception:
             log.warning("job %s: could not reset its send time", job_id)
         return False

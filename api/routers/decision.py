@@ -65,8 +65,8 @@ async def _tradeoff(db: Database, base_model_id: str, x: XAxis, include_trials: 
 
 
 async def _layers(db: Database, model_id: str, fmt: PlotFormat) -> Response:
-    base = await db.run(lambda session: require_base_model(session, model_id))
-    return _plot_response(await run_in_threadpool(render_layers, base, fmt), fmt, f"layers-{model_id}.{fmt}")
+    body = await db.run(lambda session: render_layers(session, require_base_model(session, model_id), fmt))
+    return _plot_response(body, fmt, f"layers-{model_id}.{fmt}")
 
 
 _PNG = {200: {"content": {"image/png": {}}, "description": "PNG image"}}

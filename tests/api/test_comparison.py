@@ -70,7 +70,7 @@ def test_json_rows_baseline_first_in_column_order(client: TestClient, model: dic
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
     rows = r.json()
     assert [row["label"] for row in rows] == ["baseline", "int8", "prune 0.5"]
-    for row in rows:  # the issue-4 columns exactly, in order (later issues may only append)
+    for row in rows:  # the first columns exactly, in order (new ones may only be appended)
         assert list(row)[: len(COLUMNS)] == COLUMNS
     base, int8, prune = rows
     assert base["size_ratio"] == 1.0 and base["ops_ratio"] == 1.0 and base["job_id"] == model["train"]

@@ -26,10 +26,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
-from store.tables import BaseModelRow
 from tests.api.seed import add_job, add_model, add_row
 
 TABLE = {
@@ -56,12 +55,6 @@ LAYERS = [
 def table(engine: Engine) -> str:
     """A ready base model with the table above; returns its id."""
     mid = add_model(engine)
-    with Session(engine) as s:
-        base = s.get(BaseModelRow, mid)
-        assert base is not None
-        base.baseline = {"accuracy": 98.0, "layers": LAYERS}
-        s.add(base)
-        s.commit()
     train = add_job(engine, mid, technique="train")
     for label, (tech, acc, size, ops, lat, trial) in TABLE.items():
         job = train if tech == "baseline" else add_job(engine, mid, technique=tech)
@@ -79,6 +72,7 @@ def table(engine: Engine) -> str:
             macs=ops - 1000,
             latency_ms_bs64=lat,
             trial=trial,
+            layers=LAYERS if tech == "baseline" else None,
         )
     return mid
 
@@ -232,13 +226,10 @@ def test_plots_draw_a_math_like_model_name_as_typed(client: TestClient, engine: 
     """A model called 'a $x^$ b' made GET /models/{id}/layers.png and .svg answer 500 (math text)."""
     mid = add_model(engine)
     name = "a $x^$ b"
-    with Session(engine) as s:
-        base = s.get(BaseModelRow, mid)
-        assert base is not None
-        base.name = name
-        base.baseline = {"accuracy": 98.0, "layers": [{**LAYERS[0], "name": "$conv^$"}, *LAYERS[1:]]}
-        s.add(base)
-        s.commit()
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE base_models SET name = :n WHERE id = :id"), {"n": name, "id": mid})
+    job = add_job(engine, mid, technique="train")
+    add_row(engine, job, mid, 0, layers=[{**LAYERS[0], "name": "$conv^$"}, *LAYERS[1:]])
     png = client.get(f"/models/{mid}/layers.png")
     assert png.status_code == 200 and png.content.startswith(b"\x89PNG\r\n\x1a\n")
     svg = client.get(f"/models/{mid}/layers.svg")

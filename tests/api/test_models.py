@@ -76,10 +76,10 @@ def test_model_detail_has_baseline_and_layers(client: TestClient, engine: Engine
         base = s.get(BaseModelRow, mid)
         assert base is not None
         base.status = "ready"
-        base.baseline = {"layers": [{"name": "conv1", "params": 160, "macs": 9216}]}
         s.add(base)
         s.commit()
-    add_row(engine, job, mid, 0, technique="baseline", label="baseline")
+    layers = [{"name": "conv1", "params": 160, "macs": 9216}]
+    add_row(engine, job, mid, 0, technique="baseline", label="baseline", layers=layers)
     detail = client.get(f"/models/{mid}").json()
     assert detail["status"] == "ready" and detail["baseline"]["label"] == "baseline"
     assert detail["layers"][0]["name"] == "conv1"

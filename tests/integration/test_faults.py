@@ -4,7 +4,8 @@ Timings come from settings so each test takes seconds: heartbeat every 0.5 s, st
 reaper and reconciler every 0.5 s, a queued job sent again after 4 s. Each test has a redis-server
 of its own on a free port and a PostgreSQL schema of its own (the PostgreSQL restart: a cluster of
 its own), so a restart disturbs nobody and a concurrent run of other tests cannot disturb these.
-Faults inside a job use the test-only techniques of ``worker/test_hooks.py`` (``NETREDUCE_TEST_HOOKS=1``):
+Faults inside a job use the test-only techniques of ``tests/worker/fault_techniques.py``, which the workers
+load as an extra task module (``NETREDUCE_EXTRA_TASK_MODULES``, the repository root on their ``PYTHONPATH``):
 the API does not know them, so those jobs are inserted and sent the way ``api/job_service`` does it.
 """
 
@@ -46,6 +47,8 @@ from tests.integration.conftest import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
+REPO = Path(__file__).resolve().parents[2]
+
 FAST = {
     "latency_runs": "2",
     "torch_threads": "1",
@@ -82,7 +85,8 @@ class Stack:
             data_roots=str(self.folder),
             **{**FAST, **self.settings},
         )
-        self.env["NETREDUCE_TEST_HOOKS"] = "1"
+        self.env["NETREDUCE_EXTRA_TASK_MODULES"] = "tests.worker.fault_techniques"
+        self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), self.env.get("PYTHONPATH")]))
         self.engine: Engine = create_engine(self.database_url)
         self.client = httpx.Client(timeout=30)
 

@@ -94,7 +94,7 @@ def server_errors(proc: Proc) -> list[str]:
 
 
 def test_schemathesis_every_check_no_5xx(api: tuple[str, Proc], tmp_path: Path) -> None:
-    """Every check but ``use_after_free``: DELETE /jobs/{id} cancels (issue 4), the job stays readable by design,
+    """Every check but ``use_after_free``: DELETE /jobs/{id} cancels, the job stays readable by design,
     and that check takes it for a deleted resource still served."""
     base_url, proc = api
     config = tmp_path / "schemathesis.toml"

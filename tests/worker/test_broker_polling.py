@@ -9,8 +9,9 @@ import kombu.transport.virtual
 import pytest
 from kombu import Connection
 
+from store.queue import broker_transport_options
 from store.settings import Settings
-from worker.celery_app import broker_transport_options, make_celery
+from worker.celery_app import make_celery
 
 
 @pytest.fixture

@@ -14,8 +14,11 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
 
 from store.db import write
+from store.jobs import ForbiddenTransition, Guard, LeaseLost, change_status, claim
+from store.results import baseline_row
 from store.settings import Settings
 from store.tables import (
     JOB_STATUSES,
@@ -28,8 +31,9 @@ from store.tables import (
 )
 from tests.worker.conftest import add_base_model, add_job, base, job
 from worker import execution
-from worker.execution import Heartbeat, claim, execute_job, job_tempdir
+from worker.execution import execute_job
 from worker.reaper import reap_stale, resend_queued, sweep
+from worker.running import Heartbeat, job_tempdir
 
 
 class Recorder:
@@ -71,6 +75,21 @@ def test_the_life_cycle_is_declared_once() -> None:
     assert "queued" in JOB_TRANSITIONS["running"]  # only the reaper's put-back
 
 
+def test_a_forbidden_transition_raises_and_changes_nothing(engine: Engine, trained: str) -> None:
+    job_id = add_job(engine, trained)
+    lease = claim(engine, job_id)
+    assert lease
+    lease.succeed([], stage="done")
+    for current, new in (("succeeded", "running"), ("queued", "succeeded"), ("cancelled", "queued")):
+        with pytest.raises(ForbiddenTransition, match=f"from '{current}' to '{new}'"):
+            write(engine, lambda conn, c=current, n=new: change_status(conn, Guard(job_id, c), n))
+    assert job(engine, job_id).status == "succeeded"
+    assert not lease.fail("too late") and not lease.cancel() and not lease.beat()  # no longer running: no-ops
+    with pytest.raises(LeaseLost):
+        lease.progress(0.5, "too late")
+    assert job(engine, job_id).status == "succeeded" and job(engine, job_id).error is None
+
+
 def test_reaper_puts_a_dead_workers_job_back_and_sends_it(engine: Engine, quick: Settings, trained: str) -> None:
     job_id = add_job(engine, trained)
     dead = claim(engine, job_id)
@@ -102,10 +121,11 @@ def test_a_running_job_is_never_claimed_again_not_even_with_a_stale_lease(
     engine: Engine, quick: Settings, trained: str
 ) -> None:
     job_id = add_job(engine, trained)
-    token = claim(engine, job_id)
+    lease = claim(engine, job_id)
+    assert lease
     set_job(engine, job_id, heartbeat_at=ago(3600))
     assert claim(engine, job_id) is None  # only the reaper's put-back makes it claimable
-    assert job(engine, job_id).lease_token == token and job(engine, job_id).attempts == 1
+    assert job(engine, job_id).lease_token == lease.token and job(engine, job_id).attempts == 1
     set_job(engine, job_id, status="failed")  # out of the other tests' way
 
 
@@ -215,9 +235,9 @@ def test_heartbeat_thread_keeps_a_silent_job_alive(
 
 def test_heartbeat_stops_when_the_lease_is_gone(engine: Engine, quick: Settings, trained: str) -> None:
     job_id = add_job(engine, trained)
-    token = claim(engine, job_id)
-    assert token
-    with Heartbeat(engine, job_id, token, 0.05) as beat:
+    lease = claim(engine, job_id)
+    assert lease
+    with Heartbeat(lease, 0.05) as beat:
         time.sleep(0.2)
         assert not beat.lost.is_set()
         set_job(engine, job_id, status="queued", lease_token=None)  # what the reaper does
@@ -281,19 +301,25 @@ def test_a_locked_database_is_retried(engine: Engine) -> None:
 
 
 def test_test_hooks_exist_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
-    from compress.techniques.base import TECHNIQUES, list_techniques
-    from worker import test_hooks
+    import importlib
+    import sys
 
-    monkeypatch.delenv(test_hooks.ENV, raising=False)
-    assert not test_hooks.register_if_enabled()
+    from compress.techniques.base import TECHNIQUES, list_techniques
+    from worker.celery_app import make_celery
+
+    module = "tests.worker.fault_techniques"
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    plain = make_celery(Settings())
+    plain.loader.import_default_modules()
+    assert module not in plain.conf.include and module not in sys.modules
     assert not {"test-sleep", "test-crash"} & {t.name for t in list_techniques()}
-    monkeypatch.setenv(test_hooks.ENV, "1")
+    asked = make_celery(Settings(extra_task_modules=module))
     try:
-        assert test_hooks.register_if_enabled()
+        assert module in asked.conf.include
+        asked.loader.import_default_modules()
         assert {"test-sleep", "test-crash"} <= set(TECHNIQUES)
     finally:
-        for hook in test_hooks.HOOKS:
-            TECHNIQUES._items.pop(hook.name, None)
+        importlib.import_module(module).unregister()
 
 
 def test_a_job_whose_base_model_was_taken_over_waits_for_it(
@@ -307,13 +333,19 @@ def test_a_job_whose_base_model_was_taken_over_waits_for_it(
     job_id = add_job(engine, mid)
     real = execution.train_baseline
 
-    def finish_elsewhere() -> None:
+    def finish_elsewhere() -> None:  # what the other job's final write does: the model ready, its baseline row
         time.sleep(0.5)
+        with Session(engine) as s:
+            row = baseline_row(s, trained)
+            assert row is not None
+            copy = ResultRow.model_validate(row.model_dump(exclude={"id"}) | {"job_id": other, "base_model_id": mid})
+            s.add(copy)
+            s.commit()
         with engine.begin() as conn:
             conn.execute(
                 update(BaseModelRow)
                 .where(BaseModelRow.id == mid)
-                .values(status="ready", artifact_path=ready.artifact_path, baseline=ready.baseline, spec=ready.spec)
+                .values(status="ready", artifact_path=ready.artifact_path, spec=ready.spec)
             )
 
     def taken_over(*args: Any, **kwargs: Any) -> Any:

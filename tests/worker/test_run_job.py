@@ -11,11 +11,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from compress.persistence import load_model
+from store.jobs import Lease, LeaseLost, claim
 from store.settings import Settings
 from store.tables import ResultRow
 from tests.worker.conftest import add_base_model, add_job, artifacts, base, job
 from worker import cache
-from worker.execution import JobExecution, JobReporter, LeaseLost, claim, execute_job
+from worker.execution import JobExecution, execute_job, measurement_from
+from worker.running import JobReporter
 
 
 def rows_of(engine: Engine, job_id: int) -> list[ResultRow]:
@@ -25,10 +27,12 @@ def rows_of(engine: Engine, job_id: int) -> list[ResultRow]:
 
 def test_train_job_writes_baseline_row_and_model(engine: Engine, settings: Settings, trained: str) -> None:
     model = base(engine, trained)
-    assert model.status == "ready" and model.artifact_path and model.baseline["accuracy"] > 50
-    (row,) = rows_of(engine, model.training_job_id)
-    assert row.technique == "baseline" and row.row_index == 0 and row.accuracy == model.baseline["accuracy"]
-    assert row.bytes == model.baseline["bytes"] and row.layers and row.layers[0]["name"] == "conv1"
+    assert model.status == "ready" and model.artifact_path
+    (row,) = rows_of(engine, model.training_job_id)  # the base model's one stored measurement
+    assert row.technique == "baseline" and row.row_index == 0 and row.accuracy > 50
+    assert row.bytes and row.layers and row.layers[0]["name"] == "conv1"
+    measured = measurement_from(row)  # what a compress job compares against
+    assert (measured.accuracy, measured.bytes, measured.layers[0].name) == (row.accuracy, row.bytes, "conv1")
     loaded, spec = load_model(f"{settings.artifact_dir}/{model.artifact_path}")
     assert spec.num_classes == 10
     done = job(engine, model.training_job_id)
@@ -41,7 +45,7 @@ def test_claim_is_atomic(engine: Engine, settings: Settings, trained: str) -> No
     assert first is not None
     assert claim(engine, job_id) is None  # a second delivery of the same message: no-op
     running = job(engine, job_id)
-    assert running.status == "running" and running.lease_token == first and running.attempts == 1
+    assert running.status == "running" and running.lease_token == first.token and running.attempts == 1
     assert execute_job(job_id, engine, settings) == "skipped"
     assert rows_of(engine, job_id) == []
     assert claim(engine, 10**9) is None
@@ -49,7 +53,7 @@ def test_claim_is_atomic(engine: Engine, settings: Settings, trained: str) -> No
 
 def test_claims_race_from_threads(engine: Engine, trained: str) -> None:
     job_id = add_job(engine, trained)
-    tokens: list[str | None] = []
+    tokens: list[Lease | None] = []
     barrier = threading.Barrier(4)
 
     def racer() -> None:
@@ -98,19 +102,19 @@ def test_stale_worker_cannot_write_after_reassignment(engine: Engine, settings: 
     with engine.begin() as conn:  # what a reaper does with a dead worker's job
         conn.execute(update_job_status(job_id, "queued"))
     new = claim(engine, job_id)
-    assert new and new != old and job(engine, job_id).attempts == 2
+    assert new and new.token != old.token and job(engine, job_id).attempts == 2
     before = artifacts(settings)
     # (a) its next progress write finds the lease gone
-    stale = JobExecution(engine, settings, job_id, old, JobReporter(engine, job_id, old, 0.0))
+    stale = JobExecution(engine, settings, old, JobReporter(old, 0.0))
     with pytest.raises(LeaseLost):
-        stale.run_compress(job(engine, job_id).model_dump())
+        stale.run_compress(job(engine, job_id))
     # (b) a stale worker that never reported since: the guarded final write refuses it
-    silent = JobExecution(engine, settings, job_id, old, SilentReporter(engine, job_id, old, 0.0))
+    silent = JobExecution(engine, settings, old, SilentReporter(old, 0.0))
     with pytest.raises(LeaseLost):
-        silent.run_compress(job(engine, job_id).model_dump())
+        silent.run_compress(job(engine, job_id))
     assert rows_of(engine, job_id) == [] and artifacts(settings) == before  # its model files are removed too
-    fresh = JobExecution(engine, settings, job_id, new, JobReporter(engine, job_id, new, 0.0))
-    fresh.run_compress(job(engine, job_id).model_dump())
+    fresh = JobExecution(engine, settings, new, JobReporter(new, 0.0))
+    fresh.run_compress(job(engine, job_id))
     assert len(rows_of(engine, job_id)) == 1 and job(engine, job_id).status == "succeeded"
 
 
@@ -182,8 +186,8 @@ def test_waits_for_the_job_training_the_base_model(engine: Engine, settings: Set
 
     mid = add_base_model(engine, "shared", epochs=1)
     trainer = add_job(engine, mid, kind="train")
-    token = claim(engine, trainer)
-    assert token
+    lease = claim(engine, trainer)
+    assert lease
     with engine.begin() as conn:  # the trainer has claimed the base model and is alive (fresh heartbeat)
         conn.execute(
             update(BaseModelRow).where(BaseModelRow.id == mid).values(status="training", training_job_id=trainer)
@@ -198,8 +202,8 @@ def test_waits_for_the_job_training_the_base_model(engine: Engine, settings: Set
     time.sleep(0.5)  # still waiting, not training the model itself
     assert t.is_alive() and "waiting for job" in (job(engine, waiter).stage or "")
     assert base(engine, mid).training_job_id == trainer
-    run = JobExecution(engine, settings, trainer, token, JobReporter(engine, trainer, token, 0.0))
-    run.run_train(job(engine, trainer).model_dump())
+    run = JobExecution(engine, settings, lease, JobReporter(lease, 0.0))
+    run.run_train(job(engine, trainer))
     t.join(timeout=60)
     assert result == ["succeeded"]
     assert [r.technique for r in rows_of(engine, waiter)] == ["quantize-dynamic"]

@@ -1,4 +1,7 @@
-"""Techniques for the fault tests only: registered when ``NETREDUCE_TEST_HOOKS=1``, never otherwise.
+"""Techniques for the fault tests only, outside the product package: importing this module registers them.
+
+A worker imports it when the setting ``extra_task_modules`` names it
+(``NETREDUCE_EXTRA_TASK_MODULES=tests.worker.fault_techniques``, the repository root on ``PYTHONPATH``).
 
 - ``test-sleep``: writes a file with ``tempfile`` (so it lands in the job's temporary folder) when
   asked, then sleeps without reporting progress, so only the heartbeat thread keeps the job alive;
@@ -19,8 +22,6 @@ from torch import nn
 
 from compress.layer_spec import ModelSpec
 from compress.techniques.base import TECHNIQUES, Context, Technique, TechniqueParams, Variant, register_technique
-
-ENV = "NETREDUCE_TEST_HOOKS"
 
 
 class SleepParams(TechniqueParams):
@@ -53,17 +54,18 @@ HOOKS = (
 )
 
 
-def enabled() -> bool:
-    return os.environ.get(ENV) == "1"
-
-
-def register_if_enabled() -> bool:
-    """Register the hooks in this process when ``NETREDUCE_TEST_HOOKS=1``; True when they are registered."""
-    if not enabled():
-        return False
+def register() -> None:
+    """Register the hooks in this process (once: a second call changes nothing)."""
     import compress.techniques  # noqa: F401  (the built-ins first)
 
     for hook in HOOKS:
         if hook.name not in TECHNIQUES:
             register_technique(hook)
-    return True
+
+
+def unregister() -> None:
+    for hook in HOOKS:
+        TECHNIQUES._items.pop(hook.name, None)
+
+
+register()
