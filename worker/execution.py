@@ -58,6 +58,7 @@ from store.tables import (
     BaseModelRow,
     Job,
     ResultRow,
+    measurement_values,
     utcnow,
 )
 from worker import cache
@@ -248,19 +249,6 @@ def row_values(
     notes: dict[str, Any] | None = None,
     artifact_path: str | None = None,
 ) -> dict[str, Any]:
-    columns = (
-        "n_params",
-        "bytes",
-        "file_bytes",
-        "macs",
-        "flops",
-        "ops",
-        "sparse_macs",
-        "accuracy",
-        "latency_ms_bs1",
-        "latency_ms_bs64",
-    )
-    dumped = m.model_dump(mode="json")
     return {
         "job_id": job_id,
         "row_index": row_index,
@@ -269,14 +257,12 @@ def row_values(
         "technique": technique,
         "params": params,
         "recipe": recipe,
-        **{c: dumped[c] for c in columns},
+        **measurement_values(m),
         "accuracy_drop": accuracy_drop,
         "trial": trial,
         "strength": strength,
         "seed": seed,
         "notes": notes or {},
-        "layers": dumped["layers"],
-        "extra": {k: v for k, v in dumped.items() if k not in columns and k != "layers"},
         "artifact_path": artifact_path,
         "created_at": utcnow(),
     }
