@@ -4,8 +4,14 @@ Every view of a result row is derived from :data:`RESULT_COLUMNS`: the SQL table
 the API's row schema, the ``/comparison`` JSON and CSV column order, the worker's mapping of a
 :class:`compress.measure.Measurement` to a stored row, the dashboard and the CLI tables. Adding a
 column is one entry here plus a migration; append it (``/comparison``'s column order only grows at
-the end). Pure data: importing this module loads neither torch nor anything outside the standard
-library, so the thin HTTP client can use it too.
+the end), and let the migration add the same column, e.g.::
+
+    with op.batch_alter_table("result_rows") as batch:
+        batch.add_column(sa.Column("eval_samples", sa.BigInteger(), nullable=True))
+
+(tests/api/test_migrations.py fails while the table and the migrations disagree). Declare a new column
+nullable: rows written before it have none. Pure data: importing this module loads nothing outside the
+standard library, so the thin HTTP client can use it too.
 """
 
 from __future__ import annotations
