@@ -5,37 +5,21 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, select
 from sqlmodel import Session
 
 from api.schemas import as_utc
+from compress.result_columns import COMPARISON_COLUMNS, FRONT, RESULT_COLUMNS
 from store.tables import BASELINE_TECHNIQUE, ResultRow
 
-COLUMNS = (
-    "label",
-    "technique",
-    "params",
-    "n_params",
-    "bytes",
-    "file_bytes",
-    "macs",
-    "flops",
-    "ops",
-    "sparse_macs",
-    "accuracy",
-    "accuracy_drop",
-    "latency_ms_bs1",
-    "latency_ms_bs64",
-    "size_ratio",
-    "ops_ratio",
-    "trial",
-    "job_id",
-    "created_at",
-)
-CSV_COLUMNS = (*COLUMNS, "pareto")
-"""What /comparison serves: the stored columns, then the Pareto flag (so the first CSV order stays a prefix)."""
+COLUMNS = COMPARISON_COLUMNS
+CSV_COLUMNS = (*COLUMNS, FRONT.name)
+"""What /comparison serves: the declared columns, then the Pareto flag (so the column order only grows at the
+end of the declared ones)."""
 
 
 def _ratio(value: int | None, base: int | None) -> float | None:
@@ -48,7 +32,8 @@ def compact_json(value: Any) -> str:
     return json.dumps(value if value is not None else {}, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 
-_FETCHED = tuple(c for c in COLUMNS if c not in ("size_ratio", "ops_ratio"))
+_SHOWN = tuple(c for c in RESULT_COLUMNS if c.in_comparison)
+_FETCHED = tuple(c.name for c in _SHOWN if c.ratio_of is None)
 """The result_rows columns the table is made of (the ratios are computed): only these are loaded, not the
 per-layer table, notes, extra and recipe JSON of every row, which the table does not show."""
 
@@ -77,34 +62,22 @@ def comparison_rows(session: Session, base_model_id: str, include_trials: bool) 
         stmt = stmt.where(t.trial.is_(False))
     variants = session.connection().execute(stmt.order_by(t.job_id, t.row_index)).mappings().all()
     rows = ([baseline] if baseline else []) + list(variants)
-    base_bytes = baseline["bytes"] if baseline else None
-    base_ops = baseline["ops"] if baseline else None
-    out = []
-    for r in rows:
-        created = as_utc(r["created_at"])
-        out.append(
-            {
-                "label": r["label"],
-                "technique": r["technique"],
-                "params": compact_json(r["params"]),
-                "n_params": r["n_params"],
-                "bytes": r["bytes"],
-                "file_bytes": r["file_bytes"],
-                "macs": r["macs"],
-                "flops": r["flops"],
-                "ops": r["ops"],
-                "sparse_macs": r["sparse_macs"],
-                "accuracy": r["accuracy"],
-                "accuracy_drop": r["accuracy_drop"],
-                "latency_ms_bs1": r["latency_ms_bs1"],
-                "latency_ms_bs64": r["latency_ms_bs64"],
-                "size_ratio": _ratio(r["bytes"], base_bytes),
-                "ops_ratio": _ratio(r["ops"], base_ops),
-                "trial": r["trial"],
-                "job_id": r["job_id"],
-                "created_at": created.isoformat() if created else None,
-            }
-        )
+    return [_served(r, baseline) for r in rows]
+
+
+def _served(r: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One stored row as /comparison serves it: JSON as compact text, times in UTC ISO, ratios to the baseline."""
+    out: dict[str, Any] = {}
+    for c in _SHOWN:
+        if c.ratio_of is not None:
+            out[c.name] = _ratio(r[c.ratio_of], baseline[c.ratio_of] if baseline else None)
+        elif c.is_json:
+            out[c.name] = compact_json(r[c.name])
+        elif c.type is datetime:
+            created = as_utc(r[c.name])
+            out[c.name] = created.isoformat() if created else None
+        else:
+            out[c.name] = r[c.name]
     return out
 
 

@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_serializer, model_validator
 
+from compress.result_columns import STORED_COLUMNS, ResultColumn
 from compress.runner import Step
 from compress.training import TrainConfig
 from store.json_safe import find_problem, shown
@@ -93,29 +94,20 @@ class JobCreate(RequestBody):
         return [Step(technique=self.technique or "", params=self.params or {})]
 
 
-class RowOut(_Times):
-    row_index: int
-    label: str
-    technique: str
-    params: dict[str, Any] | None
-    recipe: list[dict[str, Any]] | None
-    n_params: int | None
-    bytes: int | None
-    file_bytes: int | None
-    macs: int | None
-    flops: int | None
-    ops: int | None
-    sparse_macs: int | None
-    accuracy: float | None
-    accuracy_drop: float | None
-    latency_ms_bs1: float | None
-    latency_ms_bs64: float | None
-    trial: bool
-    strength: float | None
-    seed: int
-    notes: dict[str, Any] | None
-    has_artifact: bool
-    created_at: datetime | None
+def _row_field(c: ResultColumn) -> tuple[Any, Any]:
+    description = " ".join(x for x in (c.description, f"({c.unit})" if c.unit else "") if x) or None
+    return (c.type | None if c.nullable else c.type), Field(description=description)
+
+
+RowOut: type[_Times] = create_model(
+    "RowOut",
+    __base__=_Times,
+    row_index=(int, ...),
+    **{c.name: _row_field(c) for c in STORED_COLUMNS},
+    has_artifact=(bool, ...),
+    created_at=(datetime | None, ...),
+)
+"""One result row as GET /jobs/{id} serves it: its declared columns (``compress.result_columns``)."""
 
 
 class JobOut(_Times):

@@ -18,22 +18,17 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from compress.result_columns import SUMMARY_COLUMNS, columns
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_MODEL = "digits-cnn"
 TERMINAL = {"succeeded", "failed", "cancelled"}
-COMPARISON_COLUMNS = (
-    ("pareto", "front"),
-    ("label", "label"),
-    ("accuracy", "acc %"),
-    ("accuracy_drop", "drop"),
-    ("n_params", "weights"),
-    ("bytes", "bytes"),
-    ("size_ratio", "size"),
-    ("ops", "ops"),
-    ("ops_ratio", "ops ×"),
-    ("latency_ms_bs64", "ms bs64"),
-    ("job_id", "job"),
+COMPARISON_COLUMNS = tuple(
+    (c.name, "acc %" if c.name == "accuracy" else c.heading)
+    for c in columns(SUMMARY_COLUMNS)
+    if c.name not in ("params", "macs", "latency_ms_bs1")
 )
+"""The dashboard's columns that fit a terminal."""
 
 
 class ClientError(Exception):

@@ -15,6 +15,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from compress.result_columns import MEASUREMENT_SUMMARY
+
 
 def _layer_table(m, title: str) -> Table:  # noqa: ANN001
     t = Table(title=title)
@@ -34,21 +36,7 @@ def _layer_table(m, title: str) -> Table:  # noqa: ANN001
     return t
 
 
-ROW_FIELDS = (
-    "n_params",
-    "bytes",
-    "file_bytes",
-    "macs",
-    "flops",
-    "ops",
-    "sparse_macs",
-    "accuracy",
-    "loss",
-    "eval_samples",
-    "latency_ms_bs1",
-    "latency_ms_bs64",
-    "torch_threads",
-)
+ROW_FIELDS = MEASUREMENT_SUMMARY
 
 
 def _row_table(m, label: str) -> Table:  # noqa: ANN001

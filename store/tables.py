@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pydantic import create_model
 from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 import store.db  # noqa: F401  (sets the naming convention before any table is declared)
+from compress.result_columns import MEASURED_COLUMNS, STORED_COLUMNS, ResultColumn
+
+if TYPE_CHECKING:
+    from compress.measure import Measurement
 
 JOB_QUEUED, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED = (
     "queued",
@@ -99,12 +104,32 @@ class Job(SQLModel, table=True):
     updated_at: datetime | None = _ts()
 
 
-def _big(nullable: bool = True) -> Any:
-    return Field(default=None, sa_column=Column(BigInteger, nullable=nullable))
+def _declared_field(c: ResultColumn) -> tuple[Any, Any]:
+    """The SQLModel annotation and field of one declared result column."""
+    annotation: Any = Any if c.is_json else (c.type | None if c.nullable else c.type)
+    kwargs: dict[str, Any] = {"description": c.description or None}
+    if c.is_json:
+        kwargs["sa_type"] = JSON
+    elif c.wide:
+        kwargs["sa_type"] = BigInteger
+    if c.max_length is not None:
+        kwargs["max_length"] = c.max_length
+    if c.nullable or c.default is not None:
+        kwargs["default"] = c.default
+    kwargs["nullable"] = c.nullable
+    return annotation, Field(**kwargs)
 
 
-class ResultRow(SQLModel, table=True):
-    """One measured variant (or the baseline): one line of /comparison."""
+ResultColumns: type[SQLModel] = create_model(
+    "ResultColumns", __base__=SQLModel, **{c.name: _declared_field(c) for c in STORED_COLUMNS}
+)
+"""The result row's own columns, derived from ``compress.result_columns.RESULT_COLUMNS``."""
+
+
+class ResultRow(ResultColumns, table=True):  # type: ignore[misc, valid-type]
+    """One measured variant (or the baseline): one line of /comparison. Its result columns are declared in
+    ``compress.result_columns``; here only what the store adds (keys, the per-layer table, the rest of the
+    Measurement, the artifact, the time)."""
 
     __tablename__ = "result_rows"
     __table_args__ = (
@@ -116,25 +141,6 @@ class ResultRow(SQLModel, table=True):
     job_id: int = Field(foreign_key="jobs.id")
     row_index: int
     base_model_id: str = Field(foreign_key="base_models.id", max_length=64)
-    label: str = Field(max_length=1000)
-    technique: str = Field(max_length=500)
-    params: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
-    recipe: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
-    n_params: int | None = _big()
-    bytes: int | None = _big()
-    file_bytes: int | None = _big()
-    macs: int | None = _big()
-    flops: int | None = _big()
-    ops: int | None = _big()
-    sparse_macs: int | None = _big()
-    accuracy: float | None = None
-    accuracy_drop: float | None = None
-    latency_ms_bs1: float | None = None
-    latency_ms_bs64: float | None = None
-    trial: bool = False
-    strength: float | None = None
-    seed: int = 0
-    notes: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
     layers: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
     extra: Any = Field(default=None, sa_column=Column(JSON, nullable=True))  # the rest of the Measurement
     artifact_path: str | None = Field(default=None, max_length=500)
@@ -152,3 +158,13 @@ class IdempotencyKey(SQLModel, table=True):
     job_id: int | None = Field(default=None, foreign_key="jobs.id")
     model_id: str | None = Field(default=None, foreign_key="base_models.id", max_length=64)
     created_at: datetime | None = _ts(nullable=False)
+
+
+def measurement_values(m: Measurement) -> dict[str, Any]:
+    """A Measurement as ResultRow values: its declared columns, its per-layer table, and the rest as ``extra``."""
+    dumped = m.model_dump(mode="json")
+    return {
+        **{c: dumped[c] for c in MEASURED_COLUMNS},
+        "layers": dumped["layers"],
+        "extra": {k: v for k, v in dumped.items() if k not in MEASURED_COLUMNS and k != "layers"},
+    }

@@ -49,6 +49,7 @@ from store.tables import (
     BaseModelRow,
     Job,
     ResultRow,
+    measurement_values,
     utcnow,
 )
 from worker import cache
@@ -65,28 +66,9 @@ class JobFailed(RuntimeError):
 
 def result_row_from(m: Measurement, **values: Any) -> ResultRow:
     """The stored row of one measurement; ``values``: the row's other columns (job, label, params...)."""
-    columns = (
-        "n_params",
-        "bytes",
-        "file_bytes",
-        "macs",
-        "flops",
-        "ops",
-        "sparse_macs",
-        "accuracy",
-        "latency_ms_bs1",
-        "latency_ms_bs64",
-    )
-    dumped = m.model_dump(mode="json")
     values["label"] = values["label"][:1000]
     values["notes"] = values.get("notes") or {}
-    return ResultRow(
-        **values,
-        **{c: dumped[c] for c in columns},
-        layers=dumped["layers"],
-        extra={k: v for k, v in dumped.items() if k not in columns and k != "layers"},
-        created_at=utcnow(),
-    )
+    return ResultRow(**values, **measurement_values(m), created_at=utcnow())
 
 
 def measurement_from(row: ResultRow) -> Measurement:

@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 from api.database import DatabaseDep
 from api.decision_service import DEFAULT_OBJECTIVES_TEXT, recommendation_for, rows_with_front
 from api.job_service import job_out, list_jobs
+from compress.result_columns import SUMMARY_COLUMNS, columns
 from compress.techniques.base import list_techniques
 from store.tables import MODEL_READY, PRESET_MODEL_ID, BaseModelRow
 
@@ -27,23 +28,9 @@ STATIC_DIR = API_DIR / "static"
 templates = Jinja2Templates(directory=API_DIR / "templates")
 
 TABLE_COLUMNS: list[dict[str, str]] = [
-    {"key": "pareto", "title": "front", "kind": "front", "help": "on the Pareto front"},
-    {"key": "label", "title": "label", "kind": "text", "help": "technique and the parameters set"},
-    {"key": "params", "title": "params", "kind": "params", "help": "what the user or the search set"},
-    {"key": "accuracy", "title": "accuracy %", "kind": "fixed2", "help": "top-1 on the evaluation split"},
-    {"key": "accuracy_drop", "title": "drop", "kind": "signed2", "help": "points below the baseline"},
-    {"key": "n_params", "title": "weights", "kind": "int", "help": "parameters to store"},
-    {"key": "bytes", "title": "bytes", "kind": "int", "help": "bytes of the parameters at their dtype"},
-    {"key": "size_ratio", "title": "size", "kind": "ratio", "help": "bytes / baseline bytes"},
-    {"key": "macs", "title": "MACs", "kind": "int", "help": "multiply-accumulates per sample"},
-    {"key": "ops", "title": "ops", "kind": "int", "help": "MACs + activation operations per sample"},
-    {"key": "ops_ratio", "title": "ops ×", "kind": "ratio", "help": "ops / baseline ops"},
-    {"key": "latency_ms_bs1", "title": "ms bs1", "kind": "fixed2", "help": "median ms per batch of 1"},
-    {"key": "latency_ms_bs64", "title": "ms bs64", "kind": "fixed2", "help": "median ms per batch of 64"},
-    {"key": "job_id", "title": "job", "kind": "text", "help": ""},
+    {"key": c.name, "title": c.heading, "kind": c.kind, "help": c.description} for c in columns(SUMMARY_COLUMNS)
 ]
-"""The dashboard's table: a readable subset of /comparison (the CSV has every column; labels start with the
-technique)."""
+"""The dashboard's table: a readable subset of /comparison (the CSV has every column), from the declaration."""
 
 router = APIRouter(include_in_schema=False)
 
