@@ -343,9 +343,8 @@ def test_killed_worker_job_is_handed_over(stack: Stack) -> None:
     job = stack.wait_job(job_id, timeout=600)
     assert job["status"] == "succeeded", job
     assert job["attempts"] == 2, job
-    reaped = "\n".join(
-        subprocess.run(["docker", "logs", c], capture_output=True, text=True).stderr for c in survivors
-    )
+    outputs = [subprocess.run(["docker", "logs", c], capture_output=True, text=True) for c in survivors]
+    reaped = "\n".join(o.stdout + o.stderr for o in outputs)
     assert f"job {job_id}: worker lost" in reaped, "no surviving worker's reaper logged the hand-over"
     log(f"job {job_id} requeued by a survivor's reaper, attempt 2 on {handed and handed[:12]}, succeeded")
     assert handed in survivors, f"attempt 2 of job {job_id} was never seen on a surviving worker"
