@@ -26,14 +26,20 @@ RUN python3 -m venv /opt/venv
 RUN extra=""; for url in $TORCH_EXTRA_INDEX_URL; do extra="$extra --extra-index-url $url"; done; \
     pip install --index-url "$TORCH_INDEX_URL" $extra torch==2.14.1 torchvision==0.29.1
 
-COPY pyproject.toml README.md alembic.ini ./
+# The project's dependencies in a layer of their own (empty packages stand in for the code), so a
+# change of code reinstalls only the project, not FastAPI, Celery, SciPy ...
+COPY pyproject.toml README.md ./
+RUN for p in compress store api worker cli; do mkdir -p $p && touch $p/__init__.py; done \
+    && pip install . && pip uninstall -y netreduce && rm -rf compress store api worker cli build *.egg-info
+
+COPY alembic.ini ./
 COPY compress ./compress
 COPY store ./store
 COPY api ./api
 COPY worker ./worker
 COPY cli ./cli
 COPY migrations ./migrations
-RUN pip install . && useradd --create-home --uid 1000 netreduce \
+RUN pip install --no-deps . && useradd --create-home --uid 1000 netreduce \
     && mkdir -p /app/var/artifacts /app/var/work /data && chown -R netreduce /app/var /data
 
 USER netreduce

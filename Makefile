@@ -24,7 +24,7 @@ test: setup
 # Builds the images and runs the stack of docker-compose.yml (tests/compose/; needs a Docker engine:
 # skips without one, fails without one under CI=true or NETREDUCE_DOCKER=1).
 compose-test: setup
-	$(BIN)/python -m pytest -v -m compose tests/compose
+	$(BIN)/python -m pytest -v -s -m compose tests/compose
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
