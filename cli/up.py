@@ -190,10 +190,12 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def wait_healthy(client: httpx.Client, children: list[Child], timeout_s: float) -> None:
+def wait_healthy(client: httpx.Client, children: list[Child], timeout_s: float, check: Any = None) -> None:
     deadline = time.monotonic() + timeout_s
     last = ""
     while time.monotonic() < deadline:
+        if check is not None:
+            check()
         for c in children:
             if not c.alive():
                 raise RuntimeError(f"{c.name} exited with code {c.proc.returncode}:\n{c.tail()}")
@@ -316,7 +318,6 @@ def cmd_up(args: argparse.Namespace) -> int:
     worker_cmd = [py, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool=prefork", "--concurrency=1"]
     worker_cmd += ["-Q", settings.queue, "--loglevel=INFO", "--without-gossip", "--without-mingle"]
     children: list[Child] = []
-    supervisor: WorkerSupervisor | None = None
     jobs: dict[int, str] = {}
     final: dict[int, Any] = {}
     old = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
@@ -339,7 +340,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             window_s=args.crash_window,
             heartbeat_interval_s=settings.heartbeat_interval_s,
         )
-        wait_healthy(client, children, args.start_timeout)
+        wait_healthy(client, [api], args.start_timeout, supervisor.check)
         console.print(f"API at {base_url} (docs: {base_url}/docs); logs in {log_dir}/")
         if not args.no_sweep:
             jobs = submit_sweep(client, console, args.model, quick=not args.full, again=args.again)
