@@ -43,6 +43,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PROJECT = os.environ.get("NETREDUCE_COMPOSE_PROJECT", "netreduce-compose-test")
 OVERRIDE = os.environ.get("NETREDUCE_COMPOSE_OVERRIDE", "docker-compose.local-network.yml")
 WHEELS_DIR = os.environ.get("NETREDUCE_WHEELS_DIR", "/opt")
+# A fixed port: it is part of the torch build arguments, and a new one each run would void Docker's
+# layer cache (a 5-minute torch install instead of none).
+WHEELS_PORT = int(os.environ.get("NETREDUCE_WHEELS_PORT", "8799"))
 LOG_DIR = ROOT / "var" / "compose-test"
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
@@ -212,9 +215,11 @@ def stack() -> Iterator[Stack]:
             t0 = time.monotonic()
             subprocess.run(["bash", "deploy/build-base-images.sh"], cwd=ROOT, check=True)
             s.timings["base images"] = time.monotonic() - t0
-            wheel_port = free_port()
-            env["NETREDUCE_WHEELS_PORT"] = str(wheel_port)
-            serve = [sys.executable, "-m", "http.server", str(wheel_port), "--bind", "127.0.0.1"]
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", WHEELS_PORT)) == 0:
+                    pytest.fail(f"127.0.0.1:{WHEELS_PORT} is taken; set NETREDUCE_WHEELS_PORT to a free port")
+            env["NETREDUCE_WHEELS_PORT"] = str(WHEELS_PORT)
+            serve = [sys.executable, "-m", "http.server", str(WHEELS_PORT), "--bind", "127.0.0.1"]
             wheels = subprocess.Popen(
                 [*serve, "--directory", WHEELS_DIR],
                 stdout=subprocess.DEVNULL,
