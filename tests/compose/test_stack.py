@@ -300,7 +300,7 @@ def test_two_workers_run_two_jobs_at_once(stack: Stack) -> None:
     stack.run("up", "-d", "--no-recreate", "--scale", "worker=2")
     hosts = wait_workers(stack, 2, timeout=180)
     assert len({host_of(stack, h) for h in hosts}) == 2
-    jobs = [long_job(stack, epochs=150), long_job(stack, epochs=150)]
+    jobs = [long_job(stack, epochs=100), long_job(stack, epochs=100)]
     seen: dict[str, set[int]] = {}
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -318,7 +318,7 @@ def test_two_workers_run_two_jobs_at_once(stack: Stack) -> None:
 
 
 def test_killed_worker_job_is_handed_over(stack: Stack) -> None:
-    job_id = long_job(stack, epochs=150)
+    job_id = long_job(stack, epochs=100)
     victim: str | None = None
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and victim is None:
