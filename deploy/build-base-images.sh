@@ -24,8 +24,8 @@ if ! have netreduce-base:bookworm; then
     mkdir -p "$CACHE"
     step "mmdebstrap bookworm minbase -> $TAR"
     mmdebstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
-      bookworm "$TAR.part" >&2
-    mv "$TAR.part" "$TAR"
+      bookworm "$CACHE/bookworm-minbase.part.tar" >&2
+    mv "$CACHE/bookworm-minbase.part.tar" "$TAR"
   fi
   docker import "$TAR" netreduce-minbase:bookworm >/dev/null
   ctx=$(mktemp -d)
