@@ -4,6 +4,12 @@ Migrates the SQLite database, starts the API (uvicorn) and a real Celery worker 
 concurrency 1) on kombu's server-less SQLAlchemy broker, waits for /healthz, submits the default
 sweep for the preset model over HTTP, shows progress, prints the comparison table, and keeps the API
 serving until Ctrl-C (or SIGTERM), which cancels this run's unfinished jobs and stops both children.
+
+The worker is supervised (:class:`WorkerSupervisor`): when it dies (a crash, an out-of-memory kill,
+``kill -9``) the API keeps serving, the worker is started again after a backoff (1, 2, 4 ... 30 s),
+and the job it was running is handed back to the queue as soon as no heartbeat can still be on its
+way; ``--max-crashes`` deaths within ``--crash-window`` seconds stop ``netreduce up`` with a clear
+message instead of restarting forever. The API dying still stops the run.
 """
 
 from __future__ import annotations
@@ -69,6 +75,108 @@ class Child:
         self._log.close()
 
 
+def describe_exit(code: int | None) -> str:
+    """``-9`` -> ``killed by SIGKILL``; a positive code stays a code."""
+    if code is not None and code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"
+
+
+def hand_back_orphans(crashed_at: float) -> list[int]:
+    """Put back in the queue the ``running`` jobs whose last heartbeat is older than ``crashed_at``.
+
+    Called once a heartbeat interval (plus a second) has passed since the worker died: a job whose
+    heartbeat is still older than the death has no live worker (a live one would have stamped it
+    since), so the reaper's own transition (``reap_stale``, lease cleared, id sent again, attempt
+    counted) applies now instead of after ``stale_after_s``.
+    """
+    from store.db import create_engine
+    from store.settings import get_settings
+    from worker.celery_app import enqueue_job
+    from worker.reaper import reap_stale
+
+    settings = get_settings()
+    stale = settings.model_copy(update={"stale_after_s": max(time.time() - crashed_at, 0.0)})
+    engine = create_engine(settings.database_url)
+    try:
+        report = reap_stale(engine, stale, enqueue_job)
+    finally:
+        engine.dispose()
+    return report.requeued + report.failed + report.cancelled
+
+
+class WorkerSupervisor:
+    """Restarts the worker when it dies, with backoff; gives up after too many deaths in a window."""
+
+    def __init__(
+        self,
+        start: Any,
+        console: Console,
+        max_crashes: int = 5,
+        window_s: float = 60.0,
+        heartbeat_interval_s: float = 10.0,
+        hand_back: Any = hand_back_orphans,
+    ) -> None:
+        self._start, self.console = start, console
+        self.max_crashes, self.window_s = max_crashes, window_s
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self._hand_back = hand_back
+        self.worker: Child = start()
+        self.crashes: deque[float] = deque()
+        self.restarts = 0
+        self._restart_at: float | None = None
+        self._hand_back_at: list[tuple[float, float]] = []  # (monotonic due, wall-clock time of death)
+
+    def check(self) -> None:
+        """Call often: notices a death, restarts when the backoff is over, hands jobs back when due."""
+        now = time.monotonic()
+        if self._restart_at is None and not self.worker.alive():
+            self._died(now)
+        if self._restart_at is not None and now >= self._restart_at:
+            self._restart_at = None
+            self.worker = self._start()
+            self.restarts += 1
+            pid = self.worker.proc.pid
+            self.console.print(f"[yellow]worker restarted (pid {pid}, restart {self.restarts})[/yellow]")
+        for item in [i for i in self._hand_back_at if now >= i[0]]:
+            self._hand_back_at.remove(item)
+            try:
+                ids = self._hand_back(item[1])
+            except Exception as exc:  # the database may be busy; the worker's own reaper catches up later
+                self.console.print(f"[red]could not hand back the lost worker's job(s): {exc}[/red]")
+                continue
+            if ids:
+                self.console.print(f"[yellow]job(s) {', '.join(map(str, ids))} of the lost worker handed back[/yellow]")
+
+    def _died(self, now: float) -> None:
+        code = self.worker.proc.returncode
+        self.worker.stop(grace_s=0)  # the prefork pool child too: nothing of the old worker keeps running
+        self.crashes.append(now)
+        while self.crashes and now - self.crashes[0] > self.window_s:
+            self.crashes.popleft()
+        self._hand_back_at.append((now + self.heartbeat_interval_s + 1.0, time.time()))
+        if len(self.crashes) >= self.max_crashes:
+            raise RuntimeError(
+                f"the worker died {len(self.crashes)} times within {self.window_s:.0f} s "
+                f"(last: {describe_exit(code)}); not restarting it again. "
+                f"Its log ({self.worker.log_path}) ends with:\n{self.worker.tail()}"
+            )
+        delay = min(2.0 ** (len(self.crashes) - 1), 30.0)
+        self._restart_at = now + delay
+        self.console.print(
+            f"[yellow]worker {describe_exit(code)}; restarting it in {delay:.0f} s "
+            f"(death {len(self.crashes)} of {self.max_crashes} allowed within {self.window_s:.0f} s)[/yellow]"
+        )
+
+
+def check_alive(api: Child, supervisor: WorkerSupervisor) -> None:
+    """The API dying ends the run; the worker dying is the supervisor's business."""
+    if not api.alive():
+        raise RuntimeError(f"{api.name} exited with code {api.proc.returncode}:\n{api.tail()}")
+    supervisor.check()
+
+
 def _raise_interrupt(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -83,10 +191,12 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def wait_healthy(client: httpx.Client, children: list[Child], timeout_s: float) -> None:
+def wait_healthy(client: httpx.Client, children: list[Child], timeout_s: float, check: Any = None) -> None:
     deadline = time.monotonic() + timeout_s
     last = ""
     while time.monotonic() < deadline:
+        if check is not None:
+            check()
         for c in children:
             if not c.alive():
                 raise RuntimeError(f"{c.name} exited with code {c.proc.returncode}:\n{c.tail()}")
@@ -133,16 +243,14 @@ def submit_sweep(
     return jobs
 
 
-def follow(client: httpx.Client, console: Console, jobs: dict[int, str], children: list[Child]) -> dict[int, Any]:
+def follow(client: httpx.Client, console: Console, jobs: dict[int, str], check: Any) -> dict[int, Any]:
     """Show one progress bar per job until every job is finished."""
     final: dict[int, Any] = {}
     columns = (TextColumn("{task.description:<18}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
     with Progress(*columns, TextColumn("{task.fields[stage]}"), console=console) as bars:
         tasks = {jid: bars.add_task(f"#{jid} {name}", total=1.0, stage="queued") for jid, name in jobs.items()}
         while len(final) < len(jobs):
-            for c in children:
-                if not c.alive():
-                    raise RuntimeError(f"{c.name} exited with code {c.proc.returncode}:\n{c.tail()}")
+            check()
             for jid in jobs:
                 if jid in final:
                     continue
@@ -224,14 +332,27 @@ def cmd_up(args: argparse.Namespace) -> int:
     client = httpx.Client(base_url=base_url, timeout=30, headers=auth_headers(settings.api_token))
     code = 0
     try:
-        children.append(Child("api", api_cmd, log_dir / "api.log", env))
-        children.append(Child("worker", worker_cmd, log_dir / "worker.log", env))
-        wait_healthy(client, children, args.start_timeout)
+        api = Child("api", api_cmd, log_dir / "api.log", env)
+        children.append(api)
+
+        def start_worker() -> Child:
+            worker = Child("worker", worker_cmd, log_dir / "worker.log", env)
+            children[1:] = [worker]
+            return worker
+
+        supervisor = WorkerSupervisor(
+            start_worker,
+            console,
+            max_crashes=args.max_crashes,
+            window_s=args.crash_window,
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+        )
+        wait_healthy(client, [api], args.start_timeout, supervisor.check)
         console.print(f"API at {base_url} (docs: {base_url}/docs); logs in {log_dir}/")
         if not args.no_sweep:
             jobs = submit_sweep(client, console, args.model, quick=not args.full, again=args.again)
             console.print(f"submitted {len(jobs)} job(s) for base model '{args.model}'")
-            final = follow(client, console, jobs, children)
+            final = follow(client, console, jobs, lambda: check_alive(api, supervisor))
             for jid, job in sorted(final.items()):
                 if job["status"] != "succeeded":
                     console.print(f"[red]job {jid} ({jobs[jid]}) {job['status']}: {job.get('error')}[/red]")
@@ -240,9 +361,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             console.print(f"CSV: {base_url}/comparison?base_model_id={args.model}&format=csv")
         console.print(f"[green]serving at {base_url}[/green] (docs: {base_url}/docs); Ctrl-C stops")
         while True:
-            for c in children:
-                if not c.alive():
-                    raise RuntimeError(f"{c.name} exited with code {c.proc.returncode}:\n{c.tail()}")
+            check_alive(api, supervisor)
             time.sleep(0.5)
     except KeyboardInterrupt:
         console.print("\nstopping ...")
@@ -276,4 +395,6 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--log-dir", default="var/logs")
     p.add_argument("--start-timeout", type=float, default=90.0, help="seconds to wait for /healthz")
     p.add_argument("--stop-timeout", type=float, default=15.0, help="seconds each child gets to stop")
+    p.add_argument("--max-crashes", type=int, default=5, help="worker deaths within --crash-window that stop the run")
+    p.add_argument("--crash-window", type=float, default=60.0, help="seconds (see --max-crashes)")
     p.set_defaults(func=cmd_up)

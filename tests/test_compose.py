@@ -1,4 +1,4 @@
-"""There is no Docker engine here: check the compose file and Dockerfile against the code instead."""
+"""The compose file and Dockerfile against the code, without Docker (tests/compose/ runs the stack for real)."""
 
 from __future__ import annotations
 
@@ -60,7 +60,9 @@ def test_api_and_worker_share_the_artifact_volume() -> None:
 
 def test_dockerfile_installs_cpu_torch_and_copies_what_exists() -> None:
     text = (ROOT / "Dockerfile").read_text()
-    assert "download.pytorch.org/whl/cpu torch==2.14.1 torchvision==0.29.1" in text
+    assert "ARG BASE_IMAGE=python:3.11-slim\nFROM ${BASE_IMAGE}" in text
+    assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu\n" in text
+    assert '--index-url "$TORCH_INDEX_URL" $extra torch==2.14.1 torchvision==0.29.1' in text
     copied: set[str] = set()
     for line in re.findall(r"^COPY (.+)$", text, flags=re.M):
         sources = line.split()[:-1]
@@ -71,3 +73,17 @@ def test_dockerfile_installs_cpu_torch_and_copies_what_exists() -> None:
         assert package in copied
     api_cmd = SERVICES["api"]["command"]
     assert "api.main:app" in api_cmd
+
+
+def test_override_holds_only_what_the_network_forces() -> None:
+    """docker-compose.local-network.yml: images, build arguments, and the worker's failure detection."""
+    override = yaml.safe_load((ROOT / "docker-compose.local-network.yml").read_text())["services"]
+    assert set(override) <= set(SERVICES)
+    assert set(override["migrate"]) == {"build"}
+    assert set(override["migrate"]["build"]["args"]) == {"BASE_IMAGE", "TORCH_INDEX_URL", "TORCH_EXTRA_INDEX_URL"}
+    for name in ("redis", "postgres"):
+        assert set(override[name]) == {"image"}
+    env = override["worker"]["environment"]
+    fields = {f"NETREDUCE_{name.upper()}" for name in Settings.model_fields}
+    assert set(env) <= fields
+    Settings(**{k.removeprefix("NETREDUCE_").lower(): v for k, v in env.items()})
