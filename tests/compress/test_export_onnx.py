@@ -187,3 +187,11 @@ def test_measure_ort_latency(digits_baseline: Baseline) -> None:
     lat = measure_ort_latency(exported.data, digits_baseline.spec.input_shape, (1, 64), threads=1, runs=3)
     assert set(lat) == {"ort_latency_ms_bs1", "ort_latency_ms_bs64"}
     assert all(v > 0 for v in lat.values())
+
+
+def test_the_dynamo_exporter_agrees_too(digits: DatasetSplit, digits_baseline: Baseline) -> None:
+    pytest.importorskip("onnxscript")
+    v = _variant(digits_baseline, digits, *CASES["quantize-int8"])
+    exported = export_onnx(v.model, v.spec, digits.calibration_subset(CALIBRATION, SEED), exporter="dynamo")
+    assert exported.info["exporter"] == "torch.onnx.export (dynamo)"
+    _check(v.model, v.spec, exported, digits)
