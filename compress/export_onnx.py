@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import copy
 import io
+import logging
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -280,7 +281,22 @@ class _Batches:
         self.i = 0
 
 
+class _PreProcessingHint(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing" not in record.getMessage()
+
+
 def _ort_quantize(float_onnx: bytes, step: dict[str, Any], calibration: torch.Tensor | None) -> bytes:
+    root = logging.getLogger()
+    hint = _PreProcessingHint()  # onnxruntime's quantizer logs this hint to the root logger on every call
+    root.addFilter(hint)
+    try:
+        return _ort_quantize_files(float_onnx, step, calibration)
+    finally:
+        root.removeFilter(hint)
+
+
+def _ort_quantize_files(float_onnx: bytes, step: dict[str, Any], calibration: torch.Tensor | None) -> bytes:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     with tempfile.TemporaryDirectory(prefix="netreduce-onnx-") as tmp:
@@ -357,6 +373,7 @@ def export_onnx(
         if step["kind"] == "quantize-int8":
             info["calibration_samples"] = len(cast(torch.Tensor, calibration))
             info["calibrate_method"] = "MinMax"
+            info["quant_format"] = "QDQ, uint8 activations (asymmetric), int8 weights (symmetric)"
         data = _ort_quantize(data, step, calibration)
     return OnnxExport(_canonical(data, info), info)
 
