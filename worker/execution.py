@@ -225,6 +225,7 @@ class JobExecution:
             progress=self.reporter.span(start, 0.98),
             should_cancel=self.reporter.should_cancel,
             calibration_samples=self.settings.calibration_samples,
+            base_training=TrainConfig.model_validate(base.training) if base.training else None,
         )
         results = Runner(ctx, base_m, latency_runs=self.settings.latency_runs).run(steps, model, spec)
         if self.reporter.should_cancel(force=True):
