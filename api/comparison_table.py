@@ -13,6 +13,7 @@ from sqlalchemy import Select, select
 from sqlmodel import Session
 
 from api.schemas import as_utc
+from compress.latency_conditions import LatencyConditions
 from compress.result_columns import COMPARISON_COLUMNS, FRONT, RESULT_COLUMNS
 from store.tables import BASELINE_TECHNIQUE, ResultRow
 
@@ -33,7 +34,11 @@ def compact_json(value: Any) -> str:
 
 
 _SHOWN = tuple(c for c in RESULT_COLUMNS if c.in_comparison)
-_FETCHED = tuple(c.name for c in _SHOWN if c.ratio_of is None)
+_FETCHED = tuple(
+    dict.fromkeys(
+        [c.name for c in _SHOWN if c.origin in ("measurement", "variant", "record")] + ["latency_conditions"]
+    )
+)
 """The result_rows columns the table is made of (the ratios are computed): only these are loaded, not the
 per-layer table, notes, extra and recipe JSON of every row, which the table does not show."""
 
@@ -68,8 +73,11 @@ def comparison_rows(session: Session, base_model_id: str, include_trials: bool) 
 def _served(r: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> dict[str, Any]:
     """One stored row as /comparison serves it: JSON as compact text, times in UTC ISO, ratios to the baseline."""
     out: dict[str, Any] = {}
+    speed = latency_comparison(r, baseline)
     for c in _SHOWN:
-        if c.ratio_of is not None:
+        if c.origin == "speedup":
+            out[c.name] = speed[c.name]
+        elif c.ratio_of is not None:
             out[c.name] = _ratio(r[c.ratio_of], baseline[c.ratio_of] if baseline else None)
         elif c.is_json:
             out[c.name] = compact_json(r[c.name])
@@ -79,6 +87,63 @@ def _served(r: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> dict[st
         else:
             out[c.name] = r[c.name]
     return out
+
+
+def latency_comparison(r: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The row's speedups over the baseline, and a note when they are empty or not from one measuring session.
+
+    A speedup is only given between latencies measured under the same conditions (threads, PyTorch, CPU, host);
+    otherwise it is empty and ``latency_note`` says which conditions differ (a retime measures them together).
+    """
+    out: dict[str, Any] = {"speedup_bs1": None, "speedup_bs64": None, "latency_note": None}
+    if baseline is None:
+        return out
+    if r is baseline:
+        return {**out, **{f"speedup_bs{bs}": 1.0 for bs in (1, 64) if r.get(f"latency_ms_bs{bs}")}}
+    mine, theirs = _conditions(r.get("latency_conditions")), _conditions(baseline.get("latency_conditions"))
+    if mine is None or theirs is None:
+        out["latency_note"] = "no recorded latency conditions: not compared with the baseline (retime the model)"
+        return out
+    differ = mine.differences(theirs)
+    if differ:
+        shown = ", ".join(f"{k} {a} vs {b}" for k, (a, b) in differ.items())
+        out["latency_note"] = f"measured under other conditions than the baseline ({shown}): retime the model"
+        return out
+    for bs in (1, 64):
+        mine_ms, base_ms = r.get(f"latency_ms_bs{bs}"), baseline.get(f"latency_ms_bs{bs}")
+        if mine_ms and base_ms:
+            out[f"speedup_bs{bs}"] = round(base_ms / mine_ms, 4)
+    if mine.session_id is None or mine.session_id != theirs.session_id:
+        out["latency_note"] = (
+            "same conditions as the baseline, timed in separate sessions (a retime times them together)"
+        )
+    return out
+
+
+LATENCY_FIGURES = {"latency_ms_bs1": "speedup_bs1", "latency_ms_bs64": "speedup_bs64"}
+
+
+def for_decisions(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of served rows for the front, the recommendation and the plots: a latency that cannot be compared
+    with the baseline's (no speedup: other conditions, or none recorded) is left out (None), never mixed."""
+    out = []
+    for row in rows:
+        blank = {
+            k: None
+            for k, speedup in LATENCY_FIGURES.items()
+            if row.get("technique") != BASELINE_TECHNIQUE and row.get(k) is not None and row.get(speedup) is None
+        }
+        out.append({**row, **blank})
+    return out
+
+
+def _conditions(value: Any) -> LatencyConditions | None:
+    if not isinstance(value, dict):
+        return None
+    try:
+        return LatencyConditions.model_validate(value)
+    except ValueError:
+        return None
 
 
 def to_csv(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> str:

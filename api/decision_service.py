@@ -15,7 +15,7 @@ from typing import Any, Literal, TypeVar
 from sqlalchemy import Select, bindparam, func, select
 from sqlmodel import Session
 
-from api.comparison_table import CSV_COLUMNS, comparison_rows, to_csv
+from api.comparison_table import CSV_COLUMNS, comparison_rows, for_decisions, to_csv
 from api.job_service import require_base_model
 from api.service_errors import Conflict, unprocessable
 from compress.pareto import (
@@ -118,7 +118,9 @@ def rows_with_front(
     objs = parse_objectives(objectives)
 
     def build() -> list[dict[str, Any]]:
-        return annotate_pareto(comparison_rows(session, base_model_id, include_trials), objs, include_trials)
+        rows = comparison_rows(session, base_model_id, include_trials)
+        judged = annotate_pareto(for_decisions(rows), objs, include_trials)  # latencies compared only when comparable
+        return [{**row, "pareto": j["pareto"]} for row, j in zip(rows, judged, strict=True)]
 
     rows = table_cached(session, base_model_id, ("rows", include_trials, objs), build)
     return [dict(r) for r in rows]
@@ -149,14 +151,16 @@ def recommendation_for(
 ) -> Recommendation:
     """The recommended row; a budget that excludes every row is an answer (``chosen`` None), not an error."""
     try:
-        return recommend(rows, max_accuracy_drop, priority, include_trials=include_trials, objectives=objectives)
+        return recommend(
+            for_decisions(list(rows)), max_accuracy_drop, priority, include_trials=include_trials, objectives=objectives
+        )
     except ValueError as exc:  # a table without its baseline row: nothing to measure against
         raise Conflict(f"cannot recommend: {exc}") from None
 
 
 def render_tradeoff(rows: Sequence[dict[str, Any]], x: XAxis, fmt: PlotFormat, include_trials: bool) -> bytes:
     with _plot_lock:
-        return tradeoff_plot(rows, x=x, fmt=fmt, include_trials=include_trials)
+        return tradeoff_plot(for_decisions(list(rows)), x=x, fmt=fmt, include_trials=include_trials)
 
 
 def render_layers(session: Session, base: BaseModelRow, fmt: PlotFormat) -> bytes:

@@ -127,6 +127,11 @@ class JobOut(_Times):
     started_at: datetime | None
     finished_at: datetime | None
     heartbeat_at: datetime | None
+    notes: dict[str, Any] | None = Field(
+        default=None,
+        description="What the job found out beyond its rows, e.g. eval_split: whether the evaluation split can "
+        "resolve the accuracy budget (the 95 % interval's half-width, and the samples a budget would need).",
+    )
     rows: list[RowOut] | None = Field(default=None, description="Result rows (GET /jobs/{id} only).")
 
 

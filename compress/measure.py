@@ -57,6 +57,12 @@ class Measurement(BaseModel):
     )
     latency_ms_bs1: float | None = Field(default=None, description="Median ms per batch of 1.")
     latency_ms_bs64: float | None = Field(default=None, description="Median ms per batch of 64.")
+    latency_ms_bs1_p25: float | None = Field(default=None, description="25th percentile of the batch-1 timings.")
+    latency_ms_bs1_p75: float | None = Field(default=None, description="75th percentile of the batch-1 timings.")
+    latency_ms_bs64_p25: float | None = Field(default=None, description="25th percentile of the batch-64 timings.")
+    latency_ms_bs64_p75: float | None = Field(default=None, description="75th percentile of the batch-64 timings.")
+    ort_latency_ms_bs1: float | None = Field(default=None, description="onnxruntime (CPU) median ms per batch of 1.")
+    ort_latency_ms_bs64: float | None = Field(default=None, description="onnxruntime (CPU) median ms per batch of 64.")
     torch_threads: int = Field(default_factory=torch.get_num_threads)
     latency_conditions: LatencyConditions | None = Field(
         default=None, description="Threads, quantized engine, PyTorch, CPU and host the latencies were measured under."
@@ -64,11 +70,29 @@ class Measurement(BaseModel):
     layers: list[LayerRow] = Field(default_factory=list)
 
 
+class LatencyStats(BaseModel):
+    """Median and spread (25th and 75th percentiles) of timed forward passes, in ms."""
+
+    median: float
+    p25: float
+    p75: float
+    runs: int
+
+
+def latency_stats(times_ms: list[float]) -> LatencyStats:
+    """The median and quartiles of ``times_ms`` (one timing: all three equal)."""
+    if len(times_ms) < 2:
+        t = times_ms[0]
+        return LatencyStats(median=t, p25=t, p75=t, runs=len(times_ms))
+    q1, q2, q3 = statistics.quantiles(times_ms, n=4, method="inclusive")
+    return LatencyStats(median=statistics.median(times_ms), p25=q1, p75=q3, runs=len(times_ms))
+
+
 @torch.inference_mode()
-def measure_latency(
+def time_forward(
     model: nn.Module, input_shape: tuple[int, ...], batch_size: int, runs: int = 20, warmup: int = 3
-) -> float:
-    """Median wall time in milliseconds of one forward pass over ``batch_size`` samples."""
+) -> list[float]:
+    """Wall times in milliseconds of ``runs`` forward passes over ``batch_size`` samples, after ``warmup``."""
     model.eval()
     x = torch.randn(batch_size, *input_shape, generator=torch.Generator().manual_seed(0))
     for _ in range(warmup):
@@ -78,7 +102,14 @@ def measure_latency(
         t0 = time.perf_counter()
         model(x)
         times.append((time.perf_counter() - t0) * 1000.0)
-    return statistics.median(times)
+    return times
+
+
+def measure_latency(
+    model: nn.Module, input_shape: tuple[int, ...], batch_size: int, runs: int = 20, warmup: int = 3
+) -> float:
+    """Median wall time in milliseconds of one forward pass over ``batch_size`` samples."""
+    return statistics.median(time_forward(model, input_shape, batch_size, runs, warmup))
 
 
 def measure(
@@ -130,6 +161,9 @@ def measure(
         m.accuracy_ci_low, m.accuracy_ci_high = wilson_interval(int(correct.sum().item()), m.eval_samples)
     if latency:
         m.latency_conditions = latency_conditions(model)
-        m.latency_ms_bs1 = measure_latency(model, shape, 1, runs=latency_runs)
-        m.latency_ms_bs64 = measure_latency(model, shape, 64, runs=latency_runs)
+        for bs in (1, 64):
+            stats = latency_stats(time_forward(model, shape, bs, runs=latency_runs))
+            setattr(m, f"latency_ms_bs{bs}", stats.median)
+            setattr(m, f"latency_ms_bs{bs}_p25", stats.p25)
+            setattr(m, f"latency_ms_bs{bs}_p75", stats.p75)
     return m

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-Origin = Literal["measurement", "variant", "record", "ratio", "front"]
-Kind = Literal["text", "params", "int", "fixed2", "signed2", "ratio", "front", "bool", "json", "time"]
+Origin = Literal["measurement", "variant", "record", "ratio", "speedup", "front"]
+Kind = Literal[
+    "text", "params", "int", "fixed2", "signed2", "ratio", "speedup", "pvalue", "front", "bool", "json", "time"
+]
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,9 @@ class ResultColumn:
     ``origin`` says who fills it: ``measurement``, the :class:`~compress.measure.Measurement` field of
     the same name; ``variant``, the runner (what was applied, and the comparison with the baseline);
     ``record``, the store (which job wrote it, when); ``ratio``, computed when served
-    (``ratio_of`` / the baseline's); ``front``, the Pareto flag computed when served.
+    (``ratio_of`` / the baseline's); ``speedup``, computed when served (the baseline's ``ratio_of`` / this row's,
+    only between latencies measured under the same conditions, see ``compress.latency_conditions``);
+    ``front``, the Pareto flag computed when served.
     """
 
     name: str
@@ -98,7 +102,6 @@ RESULT_COLUMNS: tuple[ResultColumn, ...] = (
     _measured(
         "loss", "", "mean cross-entropy on the evaluation split", "loss", type=float, kind="fixed2", stored=False
     ),
-    _measured("eval_samples", "samples", "size of the evaluation split", "samples", stored=False),
     ResultColumn(
         "accuracy_drop", float, "points", "points below the baseline", "variant", title="drop", kind="signed2"
     ),
@@ -120,7 +123,86 @@ RESULT_COLUMNS: tuple[ResultColumn, ...] = (
     ),
     ResultColumn("job_id", int, "", "", "record", nullable=False, title="job"),
     ResultColumn("created_at", datetime, "UTC", "when the row was written", "record", kind="time"),
-    _measured("torch_threads", "threads", "torch's intra-op threads while measuring", "threads", stored=False),
+    _measured("eval_samples", "samples", "size of the evaluation split the accuracy is over", "samples"),
+    _measured(
+        "accuracy_ci_low", "%", "95 % Wilson interval of the accuracy: low end", "acc. low", type=float, kind="fixed2"
+    ),
+    _measured(
+        "accuracy_ci_high", "%", "95 % Wilson interval of the accuracy: top end", "acc. high", type=float, kind="fixed2"
+    ),
+    ResultColumn(
+        "drop_p_value",
+        float,
+        "",
+        "exact two-sided McNemar p-value against the base model on the same evaluation samples",
+        "variant",
+        title="p",
+        kind="pvalue",
+    ),
+    ResultColumn(
+        "drop_significant",
+        bool,
+        "",
+        "drop_p_value < alpha (0.05 unless the job set another): the accuracies differ beyond chance",
+        "variant",
+        title="signif.",
+        kind="bool",
+    ),
+    _measured("torch_threads", "threads", "torch's intra-op threads while measuring latency", "threads"),
+    _measured(
+        "latency_ms_bs1_p25", "ms", "25th percentile of the batch-1 timings", "bs1 p25", type=float, kind="fixed2"
+    ),
+    _measured(
+        "latency_ms_bs1_p75", "ms", "75th percentile of the batch-1 timings", "bs1 p75", type=float, kind="fixed2"
+    ),
+    _measured(
+        "latency_ms_bs64_p25", "ms", "25th percentile of the batch-64 timings", "bs64 p25", type=float, kind="fixed2"
+    ),
+    _measured(
+        "latency_ms_bs64_p75", "ms", "75th percentile of the batch-64 timings", "bs64 p75", type=float, kind="fixed2"
+    ),
+    _measured(
+        "latency_conditions",
+        "",
+        "threads, quantized engine, PyTorch, CPU, host, time and retime session of the latency figures",
+        "conditions",
+        type=dict[str, Any],
+        kind="json",
+    ),
+    ResultColumn(
+        "speedup_bs1",
+        float,
+        "×",
+        "baseline ms / this row's ms at batch 1; empty when the two were measured under different conditions",
+        "speedup",
+        ratio_of="latency_ms_bs1",
+        title="× bs1",
+        kind="speedup",
+    ),
+    ResultColumn(
+        "speedup_bs64",
+        float,
+        "×",
+        "baseline ms / this row's ms at batch 64; empty when the two were measured under different conditions",
+        "speedup",
+        ratio_of="latency_ms_bs64",
+        title="× bs64",
+        kind="speedup",
+    ),
+    ResultColumn(
+        "latency_note",
+        str,
+        "",
+        "why a speedup is empty or not from one measuring session (conditions that differ from the baseline's)",
+        "speedup",
+        title="latency note",
+    ),
+    _measured(
+        "ort_latency_ms_bs1", "ms", "onnxruntime (CPU) median ms per batch of 1", "ORT bs1", type=float, kind="fixed2"
+    ),
+    _measured(
+        "ort_latency_ms_bs64", "ms", "onnxruntime (CPU) median ms/batch of 64", "ORT bs64", type=float, kind="fixed2"
+    ),
 )
 """Every column of a result row, in ``/comparison``'s order (append new ones at the end)."""
 
@@ -148,7 +230,10 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "label",
     "params",
     "accuracy",
+    "accuracy_ci_low",
+    "accuracy_ci_high",
     "accuracy_drop",
+    "drop_p_value",
     "n_params",
     "bytes",
     "size_ratio",
@@ -157,6 +242,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "ops_ratio",
     "latency_ms_bs1",
     "latency_ms_bs64",
+    "speedup_bs64",
     "job_id",
 )
 """The readable subset the dashboard shows (the CSV has every column; labels start with the technique)."""
@@ -165,3 +251,28 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
 def columns(names: tuple[str, ...] | list[str]) -> list[ResultColumn]:
     """The declared columns of these names, in the order given (KeyError on an unknown name)."""
     return [BY_NAME[n] for n in names]
+
+
+def format_value(value: Any, kind: Kind | str) -> str:
+    """A value as tables show it (dashboard, CLI, report); ``fmt`` in dashboard.js mirrors it."""
+    if kind == "front":
+        return "★" if value else ""
+    if value is None:
+        return "—"
+    if kind == "int":
+        return f"{value:,}"
+    if kind == "fixed2":
+        return f"{value:.2f}"
+    if kind == "signed2":
+        return f"{value:+.2f}"
+    if kind == "ratio":
+        return f"{100 * value:.1f} %"
+    if kind == "speedup":
+        return f"{value:.2f}×"
+    if kind == "pvalue":
+        return "<0.001" if value < 0.001 else f"{value:.3f}"
+    if kind == "bool":
+        return "yes" if value else "no"
+    if kind == "params":
+        return "" if value == "{}" else str(value)
+    return str(value)

@@ -43,6 +43,8 @@ class VariantRow(BaseModel):
     recipe: list[Step]
     measurement: Measurement
     accuracy_drop: float | None = None
+    drop_p_value: float | None = Field(default=None, description="Exact two-sided McNemar p against the base model.")
+    drop_significant: bool | None = Field(default=None, description="drop_p_value < the job's alpha.")
     trial: bool = False
     strength: float | None = Field(default=None, description="Search position: layers or ratio reached.")
     seed: int = 0
@@ -196,6 +198,15 @@ class Runner:
             },
         }
 
+    def _tested(self, m: Measurement, alpha: float, notes: dict[str, Any]) -> dict[str, Any]:
+        """A row's ``drop_p_value`` and ``drop_significant`` columns, and its notes with the test's details."""
+        test = self._significance(m, alpha)
+        return {
+            "drop_p_value": test.pop("drop_p_value", None),
+            "drop_significant": test.pop("drop_significant", None),
+            "notes": {**notes, **test},
+        }
+
     def _check_split(self, params: TechniqueParams) -> dict[str, Any]:
         """Record in ``job_notes`` whether the split resolves the budget; the note rows carry when it does not."""
         n = len(self.ctx.data.eval_y)
@@ -239,7 +250,7 @@ class Runner:
                 measurement=m,
                 accuracy_drop=self._drop(m),
                 seed=params.seed,
-                notes={**v.notes, **self._significance(m, params.alpha), **split_note},
+                **self._tested(m, params.alpha, {**v.notes, **split_note}),
             )
             results.append(RowResult(row, v.model, v.spec))
         _add_seed_spread(results)
@@ -274,7 +285,7 @@ class Runner:
             trial=True,
             strength=strength,
             seed=params.seed,
-            notes={**v.notes, **self._significance(m, params.alpha), **(split_note or {})},
+            **self._tested(m, params.alpha, {**v.notes, **(split_note or {})}),
         )
         return RowResult(row, v.model, v.spec)
 

@@ -162,11 +162,15 @@ class Lease:
         if not _touch(conn, self.guard, updated_at=utcnow()):
             raise LeaseLost(f"job {self.job_id}: lease lost before writing results")
 
-    def succeed(self, rows: Sequence[ResultRow], stage: str | None = None) -> None:
-        """The job's rows and its final state in one transaction; LeaseLost (nothing written) when not ours."""
+    def succeed(
+        self, rows: Sequence[ResultRow], stage: str | None = None, notes: dict[str, Any] | None = None
+    ) -> None:
+        """The job's rows, its notes and its final state in one transaction; LeaseLost (nothing written) when
+        not ours."""
+        extra = {"notes": notes} if notes else {}
 
         def work(conn: Connection) -> None:
-            self._end(conn, JOB_SUCCEEDED, progress=1.0, stage=stage or f"done: {len(rows)} row(s)")
+            self._end(conn, JOB_SUCCEEDED, progress=1.0, stage=stage or f"done: {len(rows)} row(s)", **extra)
             _insert_rows(conn, rows)
 
         write(self.engine, work)

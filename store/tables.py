@@ -102,6 +102,7 @@ class Job(SQLModel, table=True):
     started_at: datetime | None = _ts()
     finished_at: datetime | None = _ts()
     updated_at: datetime | None = _ts()
+    notes: Any = Field(default=None, sa_column=Column(JSON, nullable=True))  # what the job found out (JSON object)
 
 
 def _declared_field(c: ResultColumn) -> tuple[Any, Any]:

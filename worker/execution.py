@@ -227,12 +227,13 @@ class JobExecution:
             calibration_samples=self.settings.calibration_samples,
             base_training=TrainConfig.model_validate(base.training) if base.training else None,
         )
-        results = Runner(ctx, base_m, latency_runs=self.settings.latency_runs).run(steps, model, spec)
+        runner = Runner(ctx, base_m, latency_runs=self.settings.latency_runs)
+        results = runner.run(steps, model, spec)
         if self.reporter.should_cancel(force=True):
             raise Cancelled("cancelled on request")
-        self.write_results(job, results)
+        self.write_results(job, results, runner.job_notes)
 
-    def write_results(self, job: Job, results: list[RowResult]) -> None:
+    def write_results(self, job: Job, results: list[RowResult], notes: dict[str, Any] | None = None) -> None:
         """Save the kept models, then write every row and the final state in one guarded transaction."""
         saved: list[str] = []
         rows = []
@@ -243,7 +244,7 @@ class JobExecution:
                     name, _ = self.artifacts.save(r.model, r.spec, f"job{self.job_id}-row{i + 1}")
                     saved.append(name)
                 rows.append(self._row(job, i + 1, r.row, name))
-            self.lease.succeed(rows)
+            self.lease.succeed(rows, notes=notes)
         except BaseException:
             for name in saved:
                 self.artifacts.delete(name)
@@ -261,6 +262,8 @@ class JobExecution:
             params=row.params,
             recipe=[s.model_dump(mode="json") for s in row.recipe],
             accuracy_drop=row.accuracy_drop,
+            drop_p_value=row.drop_p_value,
+            drop_significant=row.drop_significant,
             trial=row.trial,
             strength=row.strength,
             seed=row.seed,

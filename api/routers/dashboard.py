@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from api.database import DatabaseDep
 from api.decision_service import DEFAULT_OBJECTIVES_TEXT, recommendation_for, rows_with_front
 from api.job_service import job_out, list_jobs
-from compress.result_columns import SUMMARY_COLUMNS, columns
+from compress.result_columns import SUMMARY_COLUMNS, columns, format_value
 from compress.techniques.base import list_techniques
 from store.tables import MODEL_READY, PRESET_MODEL_ID, BaseModelRow
 
@@ -37,21 +37,7 @@ router = APIRouter(include_in_schema=False)
 
 def format_cell(value: Any, kind: str) -> str:
     """The same formats as ``fmt`` in dashboard.js, so the first render and the live one agree."""
-    if kind == "front":
-        return "★" if value else ""
-    if value is None:
-        return "—"
-    if kind == "int":
-        return f"{value:,}"
-    if kind == "fixed2":
-        return f"{value:.2f}"
-    if kind == "signed2":
-        return f"{value:+.2f}"
-    if kind == "ratio":
-        return f"{100 * value:.1f} %"
-    if kind == "params":
-        return "" if value == "{}" else str(value)
-    return str(value)
+    return format_value(value, kind)
 
 
 templates.env.filters["cell"] = format_cell

@@ -34,7 +34,7 @@ async function api(path, options = {}) {
   return body;
 }
 
-// Same formats as api/routers/dashboard.py::format_cell.
+// Same formats as compress/result_columns.py::format_value.
 function fmt(value, kind) {
   if (kind === "front") return value ? "★" : "";
   if (value === null || value === undefined) return "—";
@@ -42,6 +42,9 @@ function fmt(value, kind) {
   if (kind === "fixed2") return Number(value).toFixed(2);
   if (kind === "signed2") return (value >= 0 ? "+" : "") + Number(value).toFixed(2);
   if (kind === "ratio") return (100 * value).toFixed(1) + " %";
+  if (kind === "speedup") return Number(value).toFixed(2) + "×";
+  if (kind === "pvalue") return value < 0.001 ? "<0.001" : Number(value).toFixed(3);
+  if (kind === "bool") return value ? "yes" : "no";
   if (kind === "params") return value === "{}" ? "" : String(value);
   return String(value);
 }

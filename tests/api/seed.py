@@ -48,6 +48,19 @@ def add_job(engine: Engine, base_model_id: str, status: str = "succeeded", techn
         return job.id
 
 
+SEED_CONDITIONS: dict[str, Any] = {
+    "torch_threads": 1,
+    "quantized_engine": "x86",
+    "torch_version": "2.14.1",
+    "cpu_model": "seed CPU",
+    "machine": "x86_64",
+    "host": "seed-host",
+    "measured_at": "2026-12-04T00:00:00+00:00",
+    "session_id": "seed-session",
+}
+"""Every seeded row's latency conditions: one measuring session, so their latencies compare."""
+
+
 def add_row(engine: Engine, job_id: int, base_model_id: str, row_index: int, **values: Any) -> None:
     defaults: dict[str, Any] = {
         "label": values.get("technique", "baseline"),
@@ -65,6 +78,7 @@ def add_row(engine: Engine, job_id: int, base_model_id: str, row_index: int, **v
         "accuracy_drop": 0.0,
         "latency_ms_bs1": 0.1,
         "latency_ms_bs64": 1.0,
+        "latency_conditions": SEED_CONDITIONS,
         "trial": False,
         "seed": 0,
     }

@@ -130,9 +130,9 @@ def test_every_trial_keeps_its_p_values(falling: str, digits, digits_baseline) -
             "only_variant_correct": 0,
             "alpha": 0.01,
         }
-        assert notes["drop_p_value"] == pytest.approx(binomtest(b, b).pvalue)
+        assert r.row.drop_p_value == pytest.approx(binomtest(b, b).pvalue)
         assert notes["drop_p_value_worse"] == pytest.approx(binomtest(b, b, alternative="greater").pvalue)
-        assert notes["drop_significant"] == (notes["drop_p_value"] < 0.01)
+        assert r.row.drop_significant == (r.row.drop_p_value < 0.01)
     # alpha 0.01: 6 lost samples (p 0.0156) are not yet significant, 7 (p 0.0078) are
     chosen = next(r.row for r in rows if not r.row.trial)
     assert chosen.notes["paired_test"]["only_base_correct"] == 6
@@ -197,7 +197,7 @@ def test_fixed_rows_of_a_real_model_carry_the_paired_test(digits: DatasetSplit, 
     assert b + c > 0
     assert row.notes["paired_test"]["only_base_correct"] == b
     assert row.notes["paired_test"]["only_variant_correct"] == c
-    assert row.notes["drop_p_value"] == pytest.approx(binomtest(b, b + c).pvalue)
-    assert row.notes["drop_significant"] == (row.notes["drop_p_value"] < 0.05)
+    assert row.drop_p_value == pytest.approx(binomtest(b, b + c).pvalue)
+    assert row.drop_significant == (row.drop_p_value < 0.05)
     assert row.measurement.accuracy_ci_low is not None and row.measurement.accuracy_ci_high is not None
     assert row.label == "prune-l1 epochs=0 amount=0.9"  # stop_rule and alpha stay out of labels
