@@ -148,11 +148,17 @@ def recommendation_for(
     priority: Priority,
     include_trials: bool,
     objectives: Sequence[Objective],
+    no_significant_drop: bool = False,
 ) -> Recommendation:
     """The recommended row; a budget that excludes every row is an answer (``chosen`` None), not an error."""
     try:
         return recommend(
-            for_decisions(list(rows)), max_accuracy_drop, priority, include_trials=include_trials, objectives=objectives
+            for_decisions(list(rows)),
+            max_accuracy_drop,
+            priority,
+            include_trials=include_trials,
+            objectives=objectives,
+            no_significant_drop=no_significant_drop,
         )
     except ValueError as exc:  # a table without its baseline row: nothing to measure against
         raise Conflict(f"cannot recommend: {exc}") from None

@@ -5,7 +5,9 @@ The answer here is a rule a student can check by hand:
 
 1. **Constraint.** A row is a candidate when its accuracy drop versus the baseline is at most
    ``max_accuracy_drop`` points, it is not a search trial (unless ``include_trials``), and it has the
-   metrics the priority needs. The baseline is a candidate too (its drop is 0 by definition), so with
+   metrics the priority needs. With ``no_significant_drop``, a row whose accuracy is significantly below the
+   baseline's (``drop_significant`` and a positive drop: the exact paired McNemar test at the job's alpha)
+   is excluded too, whatever the budget. The baseline is a candidate too (its drop is 0 by definition), so with
    a non-negative budget there is always an answer unless the baseline lacks a metric.
 2. **Score.** Candidates are ranked by the priority's score, lowest first:
 
@@ -39,7 +41,7 @@ from pydantic import BaseModel, Field
 from compress.pareto import DEFAULT_OBJECTIVES, ObjectivesArg, dominates, objective_value, parse_objectives, takes_part
 
 Priority = Literal["size", "ops", "latency", "balanced"]
-ExclusionReason = Literal["over_budget", "trial", "missing_metric"]
+ExclusionReason = Literal["over_budget", "significant_drop", "trial", "missing_metric"]
 
 PRIORITY_METRICS: dict[str, tuple[str, ...]] = {
     "size": ("bytes",),
@@ -196,6 +198,7 @@ def recommend(
     priority: Priority = "size",
     include_trials: bool = False,
     objectives: ObjectivesArg = DEFAULT_OBJECTIVES,
+    no_significant_drop: bool = False,
 ) -> Recommendation:
     """Choose the row to keep under an accuracy budget (points of top-1 vs the baseline) and a
     priority; see the module docstring for the exact rule and the ``balanced`` formula.
@@ -227,6 +230,8 @@ def recommend(
     base_acc = objective_value(base, "accuracy")
     if base_acc is not None:
         constraint += f" (accuracy ≥ {base_acc - max_accuracy_drop:.2f} %, baseline {base_acc:.2f} %)"
+    if no_significant_drop:
+        constraint += " and no significant drop (exact McNemar test against the baseline)"
 
     metrics = PRIORITY_METRICS[priority]
     if priority == "balanced":
@@ -256,6 +261,10 @@ def recommend(
         elif drop > max_accuracy_drop:
             reasons.append("over_budget")
             details.append(f"accuracy drop {drop:.2f} points > budget {max_accuracy_drop:g} points")
+        if no_significant_drop and drop is not None and drop > 0 and row.get("drop_significant") is True:
+            reasons.append("significant_drop")
+            p = row.get("drop_p_value")
+            details.append(f"significant drop (p = {p:.3g})" if isinstance(p, float) else "significant drop")
         missing = [m for m in metrics if objective_value(row, m) is None]
         if missing or not metrics:
             if "missing_metric" not in reasons:
@@ -274,8 +283,14 @@ def recommend(
         ranked.append((score, drop, i))
 
     if not ranked:
-        n_by_reason = {r: sum(r in e.reasons for e in excluded) for r in ("over_budget", "trial", "missing_metric")}
-        words = {"over_budget": "over budget", "trial": "search trial", "missing_metric": "missing a metric"}
+        reasons_all = ("over_budget", "significant_drop", "trial", "missing_metric")
+        n_by_reason = {r: sum(r in e.reasons for e in excluded) for r in reasons_all}
+        words = {
+            "over_budget": "over budget",
+            "significant_drop": "significantly worse",
+            "trial": "search trial",
+            "missing_metric": "missing a metric",
+        }
         parts = [f"{n} {words[r]}{'s' if r == 'trial' and n > 1 else ''}" for r, n in n_by_reason.items() if n]
         only_budget = [e.row.index for e in excluded if e.reasons == ["over_budget"]]
         drops = [(accuracy_drop(rows[i], base, i == base_i) or 0.0, i) for i in only_budget]

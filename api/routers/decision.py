@@ -43,13 +43,20 @@ async def get_recommendation(
     priority: Priority = PriorityQuery,
     include_trials: bool = TrialsQuery,
     objectives: str = ObjectivesQuery,
+    no_significant_drop: bool = Query(
+        default=False,
+        description="Also exclude rows whose accuracy is significantly below the baseline's (drop_significant: "
+        "exact paired McNemar test on the same evaluation samples), whatever the budget.",
+    ),
 ) -> Recommendation:
     """The row to keep within the accuracy budget, ranked by the priority, and why: the constraint, the
     excluded rows with reasons, the rows it dominates, and the runner-up with the trade-off between them.
     A budget no row meets answers 200 with ``chosen: null`` and a message saying what to relax."""
     objs = objectives_or_422(objectives)
     rows = await db.run(lambda session: rows_with_front(session, base_model_id, include_trials, objs))
-    return await run_in_threadpool(recommendation_for, rows, max_accuracy_drop, priority, include_trials, objs)
+    return await run_in_threadpool(
+        recommendation_for, rows, max_accuracy_drop, priority, include_trials, objs, no_significant_drop
+    )
 
 
 def _plot_response(body: bytes, fmt: PlotFormat, filename: str) -> Response:

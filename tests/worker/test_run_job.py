@@ -90,6 +90,15 @@ def test_compress_job_progress_and_rows_written_once(engine: Engine, settings: S
     assert [r.row_index for r in rows] == [1]
     assert rows[0].technique == "prune-l1" and rows[0].sparse_macs < rows[0].macs and rows[0].artifact_path
     assert rows[0].accuracy_drop is not None
+    # decision-grade numbers in their own columns: interval, paired test, latency spread and conditions
+    r = rows[0]
+    assert r.eval_samples == 359 and r.accuracy_ci_low < r.accuracy < r.accuracy_ci_high
+    assert 0.0 <= r.drop_p_value <= 1.0 and r.drop_significant == (r.drop_p_value < 0.05)
+    assert r.latency_ms_bs64_p25 <= r.latency_ms_bs64 <= r.latency_ms_bs64_p75
+    assert r.latency_conditions["torch_threads"] == r.torch_threads == settings.torch_threads
+    assert "drop_p_value" not in r.notes and "eval_samples" not in (r.extra or {})
+    split = done.notes["eval_split"]  # the job's notes: can 359 samples resolve the 1-point budget?
+    assert split["eval_samples"] == 359 and split["too_small"] is True and split["samples_needed"] > 359
     # the message delivered again: claim fails, nothing is added
     assert execute_job(job_id, engine, settings) == "skipped"
     assert len(rows_of(engine, job_id)) == 1
