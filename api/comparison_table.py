@@ -35,9 +35,7 @@ def compact_json(value: Any) -> str:
 
 _SHOWN = tuple(c for c in RESULT_COLUMNS if c.in_comparison)
 _FETCHED = tuple(
-    dict.fromkeys(
-        [c.name for c in _SHOWN if c.origin in ("measurement", "variant", "record")] + ["latency_conditions"]
-    )
+    dict.fromkeys([c.name for c in _SHOWN if c.origin in ("measurement", "variant", "record")] + ["latency_conditions"])
 )
 """The result_rows columns the table is made of (the ratios are computed): only these are loaded, not the
 per-layer table, notes, extra and recipe JSON of every row, which the table does not show."""

@@ -42,8 +42,15 @@ def main() -> None:
     for col in ("epochs", "threads", "n_params", "MB", "MACs", "accuracy %", "bs1 ms", "bs64 ms", "wall s"):
         t.add_column(col, justify="right")
     t.add_row(
-        str(args.epochs), str(args.threads), f"{m.n_params:,}", f"{m.bytes / 1e6:.2f}", f"{m.macs:,}",
-        f"{m.accuracy:.2f}", f"{m.latency_ms_bs1:.2f}", f"{m.latency_ms_bs64:.2f}", f"{wall:.1f}",
+        str(args.epochs),
+        str(args.threads),
+        f"{m.n_params:,}",
+        f"{m.bytes / 1e6:.2f}",
+        f"{m.macs:,}",
+        f"{m.accuracy:.2f}",
+        f"{m.latency_ms_bs1:.2f}",
+        f"{m.latency_ms_bs64:.2f}",
+        f"{wall:.1f}",
     )
     Console(width=160).print(t)
 

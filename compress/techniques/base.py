@@ -149,6 +149,8 @@ class UnknownLayerError(ValueError):
         self.names = names
         self.valid = valid
         self.field = field
+
+
 Rebuild = Callable[[nn.Module, dict[str, Any]], nn.Module]
 
 
