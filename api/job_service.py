@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
@@ -13,63 +12,43 @@ from api.schemas import JobOut, RowOut
 from api.service_errors import Conflict, InvalidInput, NotFound, unprocessable
 from api.spec_limits import resolve_on_meta
 from compress.layer_spec import ModelSpec
-from compress.registry import UnknownNameError
-from compress.runner import JobInputError, Step, StepLayerError, check_steps_against_spec, validate_steps
-from compress.techniques.base import get_technique, list_techniques
+from compress.runner import (
+    JobInputError,
+    Step,
+    StepLayerError,
+    StepProblem,
+    StepsInvalid,
+    check_steps_against_spec,
+    validate_steps,
+)
 from store import jobs
 from store.json_safe import repaired
 from store.tables import BaseModelRow, Job, ResultRow, utcnow
 
-_CONSTRAINT_KEYS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "minLength", "maxLength")
-
-
-def _accepted(schema: dict[str, Any], field: str) -> dict[str, Any]:
-    """The accepted values of one params field, read from the technique's JSON schema."""
-    prop = schema.get("properties", {}).get(field)
-    if not prop:
-        return {"fields": sorted(schema.get("properties", {}))}
-    out = {k: prop[k] for k in _CONSTRAINT_KEYS if k in prop}
-    for key in ("anyOf", "allOf"):
-        for sub in prop.get(key, []):
-            out.update({k: sub[k] for k in _CONSTRAINT_KEYS if k in sub})
-    if "type" in prop:
-        out["type"] = prop["type"]
-    if "default" in prop:
-        out["default"] = prop["default"]
-    return out
-
 
 def validate_job_steps(steps: list[Step], single: bool) -> list[Step]:
-    """Check every step's technique and params; 422 naming the field and what would be accepted."""
-    for i, step in enumerate(steps):
-        base_loc: list[Any] = ["body"] if single else ["body", "steps", i]
-        try:
-            tech = get_technique(step.technique)
-        except UnknownNameError as exc:
-            valid = [t.name for t in list_techniques()]
-            raise unprocessable([*base_loc, "technique"], str(exc), "unknown_technique", valid=valid) from None
-        try:
-            tech.params_model.model_validate(step.params)
-        except ValidationError as exc:
-            schema = tech.params_schema()
-            errors = []
-            for err in exc.errors(include_url=False):
-                field = str(err["loc"][0]) if err["loc"] else ""
-                errors.append(
-                    {
-                        "loc": [*base_loc, "params", *err["loc"]],
-                        "msg": f"{tech.name}: {field}: {err['msg']}" if field else f"{tech.name}: {err['msg']}",
-                        "type": err["type"],
-                        "input": err.get("input") if not isinstance(err.get("input"), dict) else None,
-                        "accepted": _accepted(schema, field),
-                    }
-                )
-            raise InvalidInput(errors) from None
+    """The job's steps through the one validator (``compress.runner.validate_steps``); each problem becomes a
+    422 entry naming the field and what would be accepted."""
     try:
         validate_steps(steps)
-    except JobInputError as exc:
-        raise unprocessable(["body", "steps" if not single else "params"], str(exc), "invalid_job") from None
+    except StepsInvalid as exc:
+        raise InvalidInput([_problem_out(p, single) for p in exc.problems]) from None
     return steps
+
+
+def _problem_out(p: StepProblem, single: bool) -> dict[str, Any]:
+    if p.step is None:
+        loc: list[Any] = ["body", "params" if single else "steps"]
+    else:
+        loc = [*(["body"] if single else ["body", "steps", p.step]), *p.loc]
+    out: dict[str, Any] = {"loc": loc, "msg": p.msg, "type": p.type}
+    if p.type not in ("invalid_job", "unknown_technique"):
+        out["input"] = p.input
+    if p.accepted is not None:
+        out["accepted"] = p.accepted
+    if p.valid is not None:
+        out["valid"] = p.valid
+    return out
 
 
 def existing_model_ids(session: Session, limit: int = 50) -> list[str]:

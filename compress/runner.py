@@ -27,6 +27,7 @@ from compress.techniques.base import (
     UnknownLayerError,
     Variant,
     get_technique,
+    list_techniques,
 )
 from compress.training import evaluate_samples
 
@@ -62,24 +63,94 @@ class JobInputError(ValueError):
     """A job's technique or parameters are not acceptable; the message says what would be."""
 
 
+_CONSTRAINT_KEYS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "minLength", "maxLength")
+
+
+def accepted_values(schema: dict[str, Any], field: str) -> dict[str, Any]:
+    """The accepted values of one params field, read from a technique's JSON schema (all fields if unknown)."""
+    prop = schema.get("properties", {}).get(field)
+    if not prop:
+        return {"fields": sorted(schema.get("properties", {}))}
+    out = {k: prop[k] for k in _CONSTRAINT_KEYS if k in prop}
+    for key in ("anyOf", "allOf"):
+        for sub in prop.get(key, []):
+            out.update({k: sub[k] for k in _CONSTRAINT_KEYS if k in sub})
+    if "type" in prop:
+        out["type"] = prop["type"]
+    if "default" in prop:
+        out["default"] = prop["default"]
+    return out
+
+
+@dataclass(frozen=True)
+class StepProblem:
+    """One thing wrong with a job's steps, located like a request field."""
+
+    step: int | None
+    """The step's index, or None for the chain as a whole."""
+    loc: tuple[str | int, ...]
+    """Where in the step: ``("technique",)``, ``("params", field, ...)``, or ``()``."""
+    msg: str
+    type: str
+    input: Any = None
+    accepted: dict[str, Any] | None = None
+    valid: list[str] | None = None
+
+
+class StepsInvalid(JobInputError):
+    """A job's steps are not acceptable; ``problems`` say where and what would be accepted."""
+
+    def __init__(self, problems: list[StepProblem]) -> None:
+        super().__init__("; ".join(p.msg if p.step is None else f"step {p.step + 1}: {p.msg}" for p in problems))
+        self.problems = problems
+
+
+def _params_problems(i: int, tech: Technique, exc: ValidationError) -> list[StepProblem]:
+    schema = tech.params_schema()
+    problems = []
+    for err in exc.errors(include_url=False):
+        field = str(err["loc"][0]) if err["loc"] else ""
+        raw = err.get("input")
+        problems.append(
+            StepProblem(
+                step=i,
+                loc=("params", *err["loc"]),
+                msg=f"{tech.name}: {field}: {err['msg']}" if field else f"{tech.name}: {err['msg']}",
+                type=err["type"],
+                input=None if isinstance(raw, dict) else raw,
+                accepted=accepted_values(schema, field),
+            )
+        )
+    return problems
+
+
 def validate_steps(steps: list[Step]) -> list[tuple[Technique, TechniqueParams]]:
-    """Look up every step's technique and validate its params; search only on the last step."""
+    """Look up every step's technique and validate its params; search only on the last step.
+
+    The one validation of a job's steps: the API runs it at POST (its problems become the 422) and the
+    runner trusts what it returns. Raises :class:`StepsInvalid`."""
     if not steps:
-        raise JobInputError("a job needs at least one step")
+        raise StepsInvalid([StepProblem(None, (), "a job needs at least one step", "invalid_job")])
     out = []
     for i, step in enumerate(steps):
         try:
             tech = get_technique(step.technique)
         except KeyError as exc:
-            raise JobInputError(str(exc)) from None
+            valid = [t.name for t in list_techniques()]
+            raise StepsInvalid([StepProblem(i, ("technique",), str(exc), "unknown_technique", valid=valid)]) from None
         try:
             params = tech.params_model.model_validate(step.params)
         except ValidationError as exc:
-            raise JobInputError(f"step {i + 1} ({step.technique}): {exc}") from None
+            raise StepsInvalid(_params_problems(i, tech, exc)) from None
+        where = f"step {i + 1} ({step.technique})"
         if params.search and i != len(steps) - 1:
-            raise JobInputError(f"step {i + 1} ({step.technique}): only the last step of a chain may search")
+            raise StepsInvalid(
+                [StepProblem(None, (), f"{where}: only the last step of a chain may search", "invalid_job")]
+            )
         if params.search and tech.search_axis is None:
-            raise JobInputError(f"technique '{step.technique}' has no search mode")
+            raise StepsInvalid(
+                [StepProblem(None, (), f"technique '{step.technique}' has no search mode", "invalid_job")]
+            )
         out.append((tech, params))
     return out
 

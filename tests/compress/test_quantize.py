@@ -245,7 +245,7 @@ def test_a_missing_engine_is_refused_when_the_params_are_validated(monkeypatch: 
         with pytest.raises(ValueError, match=r"'x86' is not available on this machine; available: qnnpack"):
             params_model(backend="x86")
         assert params_model(backend="qnnpack").backend == "qnnpack"
-    expected = r"(?s)step 1 \(quantize-int8\).*'fbgemm' is not available.*available: qnnpack"
+    expected = r"(?s)step 1: quantize-int8: backend: .*'fbgemm' is not available.*available: qnnpack"
     with pytest.raises(JobInputError, match=expected):
         validate_steps([Step(technique="quantize-int8", params={"backend": "fbgemm"})])
 
