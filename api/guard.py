@@ -98,63 +98,73 @@ class RequestGuard:
             await self(dict(scope, method="GET"), receive, _headers_only(send))
             return
         settings = self.settings()
-        path, method = scope.get("path", ""), scope.get("method", "GET")
-
-        where = nul_in_url(scope)
-        if where is not None:
-            detail = [{"loc": [where], "msg": f"the {where} contains a NUL byte (%00)", "type": "nul_byte"}]
-            await _answer(send, 422, detail)
+        refusal = refuse_before_body(scope, settings)
+        if refusal is not None:
+            await _answer(send, *refusal)
             return
+        path = scope.get("path", "")
+        await _run_with_body_limit(self.app, scope, receive, send, body_limit(path, settings), path)
 
-        if needs_token(method, path, settings):
-            headers = dict(scope.get("headers", []))
-            auth = headers.get(b"authorization", b"").decode("latin-1")
-            if not token_matches(auth, settings.api_token or ""):
-                what = "a wrong" if auth else "no"
-                await _answer(
-                    send,
-                    401,
-                    f"{what} bearer token: send 'Authorization: Bearer <NETREDUCE_API_TOKEN>'",
-                    {"WWW-Authenticate": 'Bearer realm="netreduce"'},
-                )
-                return
 
-        limit = body_limit(path, settings)
-        too_large = f"the request body is larger than {limit} bytes (the limit for {path})"
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _answer(send, 413, too_large)
-            return
+Refusal = tuple[int, Any, dict[str, str] | None]
 
-        received = 0
-        exceeded = started = False
 
-        async def limited_receive() -> Message:
-            nonlocal received, exceeded
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    exceeded = True
-                    raise BodyTooLarge(too_large)
-            return message
+def refuse_before_body(scope: Scope, settings: Settings) -> Refusal | None:
+    """Status, detail and headers of the answer to a request refused on its URL and headers alone, else None:
+    a NUL byte in the URL (422), a missing or wrong bearer token (401), a declared body over the limit (413)."""
+    path, method = scope.get("path", ""), scope.get("method", "GET")
+    where = nul_in_url(scope)
+    if where is not None:
+        return 422, [{"loc": [where], "msg": f"the {where} contains a NUL byte (%00)", "type": "nul_byte"}], None
+    headers = dict(scope.get("headers", []))
+    if needs_token(method, path, settings):
+        auth = headers.get(b"authorization", b"").decode("latin-1")
+        if not token_matches(auth, settings.api_token or ""):
+            what = "a wrong" if auth else "no"
+            detail = f"{what} bearer token: send 'Authorization: Bearer <NETREDUCE_API_TOKEN>'"
+            return 401, detail, {"WWW-Authenticate": 'Bearer realm="netreduce"'}
+    limit = body_limit(path, settings)
+    declared = headers.get(b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return 413, _too_large(limit, path), None
+    return None
 
-        async def guarded_send(message: Message) -> None:
-            """Once the limit is passed, whatever the app makes of the error (FastAPI turns an exception while
-            reading the body into a 400) is replaced by the 413."""
-            nonlocal started
-            if exceeded:
-                if message["type"] == "http.response.start" and not started:
-                    started = True
-                    await _answer(send, 413, too_large)
-                return
-            if message["type"] == "http.response.start":
+
+def _too_large(limit: int, path: str) -> str:
+    return f"the request body is larger than {limit} bytes (the limit for {path})"
+
+
+async def _run_with_body_limit(app: ASGIApp, scope: Scope, receive: Receive, send: Send, limit: int, path: str) -> None:
+    """Run the app, counting the body as it streams in; past ``limit`` the answer is a 413, whatever the app
+    made of the interrupted read (FastAPI turns an exception while reading the body into a 400)."""
+    too_large = _too_large(limit, path)
+    received = 0
+    exceeded = started = False
+
+    async def limited_receive() -> Message:
+        nonlocal received, exceeded
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                exceeded = True
+                raise BodyTooLarge(too_large)
+        return message
+
+    async def guarded_send(message: Message) -> None:
+        nonlocal started
+        if exceeded:
+            if message["type"] == "http.response.start" and not started:
                 started = True
-            await send(message)
+                await _answer(send, 413, too_large)
+            return
+        if message["type"] == "http.response.start":
+            started = True
+        await send(message)
 
-        try:
-            await self.app(scope, limited_receive, guarded_send)
-        except BodyTooLarge:
-            if started:
-                raise
-            await _answer(send, 413, too_large)
+    try:
+        await app(scope, limited_receive, guarded_send)
+    except BodyTooLarge:
+        if started:
+            raise
+        await _answer(send, 413, too_large)
