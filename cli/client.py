@@ -18,16 +18,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from compress.result_columns import SUMMARY_COLUMNS, columns
+from compress.result_columns import TERMINAL_COLUMNS, columns, format_value
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_MODEL = "digits-cnn"
 TERMINAL = {"succeeded", "failed", "cancelled"}
-COMPARISON_COLUMNS = tuple(
-    (c.name, "acc %" if c.name == "accuracy" else c.heading)
-    for c in columns(SUMMARY_COLUMNS)
-    if c.name not in ("params", "macs", "latency_ms_bs1")
-)
+COMPARISON_COLUMNS = columns(TERMINAL_COLUMNS)
 """The dashboard's columns that fit a terminal."""
 
 
@@ -81,22 +77,6 @@ def request(client: httpx.Client, method: str, path: str, **kwargs: Any) -> http
     return r
 
 
-def _fmt(v: Any, key: str = "") -> str:
-    if key == "pareto":
-        return "★" if v else ""
-    if v is None:
-        return "—"
-    if key.endswith("_ratio"):
-        return f"{100 * v:.1f} %"
-    if key == "accuracy_drop":
-        return f"{v:+.2f}"
-    if isinstance(v, float):
-        return f"{v:,.2f}"
-    if isinstance(v, int) and not isinstance(v, bool):
-        return f"{v:,}" if key != "job_id" else str(v)
-    return str(v)
-
-
 def job_table(jobs: list[dict[str, Any]]) -> Table:
     t = Table(title="jobs (newest first)")
     for c in ("id", "technique", "model", "status", "progress", "stage / error"):
@@ -115,10 +95,10 @@ def job_table(jobs: list[dict[str, Any]]) -> Table:
 
 def rows_table(rows: list[dict[str, Any]], title: str) -> Table:
     t = Table(title=title)
-    for key, head in COMPARISON_COLUMNS:
-        t.add_column(head, justify="left" if key in ("label", "pareto") else "right", overflow="fold")
+    for c in COMPARISON_COLUMNS:
+        t.add_column(c.heading, justify="left" if c.name in ("label", "pareto") else "right", overflow="fold")
     for r in rows:
-        t.add_row(*[_fmt(r.get(key), key) for key, _ in COMPARISON_COLUMNS])
+        t.add_row(*[format_value(r.get(c.name), c.kind) for c in COMPARISON_COLUMNS])
     return t
 
 

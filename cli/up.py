@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.client import auth_headers
+from cli.client import auth_headers, rows_table
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 PRESET = "digits-cnn"
@@ -266,35 +266,8 @@ def follow(client: httpx.Client, console: Console, jobs: dict[int, str], check: 
     return final
 
 
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        return f"{v:,.3f}"
-    if isinstance(v, int) and not isinstance(v, bool):
-        return f"{v:,}"
-    return str(v)
-
-
 def comparison_table(rows: list[dict[str, Any]], base_model_id: str) -> Table:
-    cols = [
-        "label",
-        "n_params",
-        "bytes",
-        "size_ratio",
-        "macs",
-        "ops_ratio",
-        "accuracy",
-        "accuracy_drop",
-        "latency_ms_bs1",
-        "latency_ms_bs64",
-    ]
-    t = Table(title=f"comparison: {base_model_id}")
-    for c in cols:
-        t.add_column(c, justify="left" if c == "label" else "right", overflow="fold")
-    for r in rows:
-        t.add_row(*[_fmt(r.get(c)) for c in cols])
-    return t
+    return rows_table(rows, f"comparison: {base_model_id}")
 
 
 def cancel_unfinished(client: httpx.Client, jobs: dict[int, str], final: dict[int, Any]) -> None:

@@ -222,6 +222,9 @@ STORED_COLUMNS: tuple[ResultColumn, ...] = tuple(
 MEASURED_COLUMNS: tuple[str, ...] = tuple(c.name for c in STORED_COLUMNS if c.origin == "measurement")
 """Measurement fields with a column of their own; the rest of a Measurement is kept as JSON (``extra``)."""
 
+VARIANT_COLUMNS: tuple[str, ...] = tuple(c.name for c in STORED_COLUMNS if c.origin == "variant")
+"""The columns the runner fills (``compress.runner.VariantRow`` has a field of each name)."""
+
 MEASUREMENT_SUMMARY: tuple[str, ...] = tuple(c.name for c in RESULT_COLUMNS if c.origin == "measurement")
 """The Measurement fields a row summary lists (``netreduce baseline``), stored as a column or not."""
 
@@ -246,6 +249,11 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "job_id",
 )
 """The readable subset the dashboard shows (the CSV has every column; labels start with the technique)."""
+
+TERMINAL_COLUMNS: tuple[str, ...] = tuple(
+    c for c in SUMMARY_COLUMNS if c not in ("params", "macs", "latency_ms_bs1", "accuracy_ci_low", "accuracy_ci_high")
+)
+"""The dashboard's columns that fit a terminal (``netreduce up``, ``netreduce comparison``)."""
 
 
 def columns(names: tuple[str, ...] | list[str]) -> list[ResultColumn]:

@@ -28,6 +28,7 @@ from compress.layer_spec import ModelSpec, SpecError
 from compress.measure import Measurement, measure
 from compress.persistence import load_model
 from compress.registry import UnknownNameError
+from compress.result_columns import VARIANT_COLUMNS
 from compress.runner import JobInputError, RowResult, Runner, Step, VariantRow
 from compress.techniques.base import Context
 from compress.training import Cancelled, TrainConfig, TrainingError
@@ -257,18 +258,8 @@ class JobExecution:
             job_id=self.job_id,
             row_index=row_index,
             base_model_id=job.base_model_id,
-            label=row.label,
-            technique=row.technique,
-            params=row.params,
-            recipe=[s.model_dump(mode="json") for s in row.recipe],
-            accuracy_drop=row.accuracy_drop,
-            drop_p_value=row.drop_p_value,
-            drop_significant=row.drop_significant,
-            trial=row.trial,
-            strength=row.strength,
-            seed=row.seed,
-            notes=row.notes,
             artifact_path=artifact,
+            **row.model_dump(mode="json", include=set(VARIANT_COLUMNS)),
         )
 
 
