@@ -23,7 +23,7 @@ from compress.runner import (
 )
 from store import jobs
 from store.json_safe import repaired
-from store.tables import BaseModelRow, Job, ResultRow, utcnow
+from store.tables import MODEL_READY, BaseModelRow, Job, ResultRow, utcnow
 
 
 def validate_job_steps(steps: list[Step], single: bool) -> list[Step]:
@@ -110,6 +110,26 @@ def create_compress_job(session: Session, base_model_id: str, steps: list[Step],
     )
     session.add(job)
     session.flush()  # the caller commits (with its idempotency key, if any)
+    return job
+
+
+def create_retime_job(session: Session, base_model_id: str, max_attempts: int) -> Job:
+    """A job that times every stored network of a trained base model again, together (404 unknown, 409 untrained)."""
+    base = require_base_model(session, base_model_id)
+    if base.status != MODEL_READY or not base.artifact_path:
+        raise Conflict(
+            f"base model '{base_model_id}' is '{base.status}': a retime needs a trained model and its stored variants"
+        )
+    job = Job(
+        kind="retime",
+        base_model_id=base_model_id,
+        technique="retime",
+        max_attempts=max_attempts,
+        created_at=utcnow(),
+        updated_at=utcnow(),
+    )
+    session.add(job)
+    session.flush()
     return job
 
 

@@ -163,15 +163,21 @@ class Lease:
             raise LeaseLost(f"job {self.job_id}: lease lost before writing results")
 
     def succeed(
-        self, rows: Sequence[ResultRow], stage: str | None = None, notes: dict[str, Any] | None = None
+        self,
+        rows: Sequence[ResultRow],
+        stage: str | None = None,
+        notes: dict[str, Any] | None = None,
+        updates: dict[int, dict[str, Any]] | None = None,
     ) -> None:
-        """The job's rows, its notes and its final state in one transaction; LeaseLost (nothing written) when
-        not ours."""
+        """The job's rows, its notes, ``updates`` of existing rows (row id → column values, e.g. a retime's
+        latencies) and its final state in one transaction; LeaseLost (nothing written) when not ours."""
         extra = {"notes": notes} if notes else {}
 
         def work(conn: Connection) -> None:
             self._end(conn, JOB_SUCCEEDED, progress=1.0, stage=stage or f"done: {len(rows)} row(s)", **extra)
             _insert_rows(conn, rows)
+            for row_id, values in (updates or {}).items():
+                conn.execute(update(ResultRow).where(ResultRow.id == row_id).values(**values))  # type: ignore[arg-type]
 
         write(self.engine, work)
 

@@ -33,7 +33,7 @@ JOB_TRANSITIONS: dict[str, frozenset[str]] = {
     **{s: frozenset() for s in TERMINAL_STATUSES},
 }
 """The job life cycle: ``store.jobs.change_status``, the only writer of a job's status, refuses any other change."""
-JOB_KINDS = ("train", "compress")
+JOB_KINDS = ("train", "compress", "retime")
 
 MODEL_UNTRAINED, MODEL_TRAINING, MODEL_READY, MODEL_FAILED = "untrained", "training", "ready", "failed"
 

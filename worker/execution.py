@@ -54,15 +54,13 @@ from store.tables import (
     utcnow,
 )
 from worker import cache
+from worker.errors import JobFailed
+from worker.retime import run_retime
 from worker.running import Heartbeat, JobReporter, job_tempdir
 
 log = logging.getLogger("netreduce.worker")
 
 USER_ERRORS = (DatasetError, DataRootError, SpecError, JobInputError, TrainingError, UnknownNameError)
-
-
-class JobFailed(RuntimeError):
-    """A readable reason to fail the job."""
 
 
 def result_row_from(m: Measurement, **values: Any) -> ResultRow:
@@ -299,6 +297,8 @@ def _run_claimed(lease: Lease, engine: Engine, settings: Settings) -> str:
             raise Cancelled("cancelled before it started")
         if job.kind == "train":
             run.run_train(job)
+        elif job.kind == "retime":
+            run_retime(run, job.base_model_id)
         else:
             run.run_compress(job)
         return JOB_SUCCEEDED

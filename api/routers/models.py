@@ -12,16 +12,53 @@ from starlette.concurrency import run_in_threadpool
 from api.database import Database, DatabaseDep
 from api.deps import Enqueuer, EnqueuerDep, SettingsDep
 from api.idempotency import create_once
-from api.job_service import require_base_model
+from api.job_service import create_retime_job, get_job, job_out, require_base_model
 from api.model_service import add_model, check_model_request, model_out, new_model_id
 from api.request_params import IdempotencyKeyHeader
 from api.routers.jobs import send_job
-from api.schemas import ModelCreate, ModelCreated, ModelId, ModelOut, ModelUpload
+from api.schemas import JobOut, ModelCreate, ModelCreated, ModelId, ModelOut, ModelUpload
 from api.upload_service import EVALUATE_TECHNIQUE, UPLOAD_TRAINING, spec_field_error, store_uploaded_model
 from store.artifacts import ArtifactStore
 from store.tables import BaseModelRow
 
 router = APIRouter(prefix="/models", tags=["models"])
+
+
+@router.post(
+    "/{model_id}/retime",
+    status_code=202,
+    response_model=JobOut,
+    responses={404: {"description": "Unknown base model"}, 409: {"description": "The base model is not trained"}},
+)
+async def post_retime(
+    model_id: ModelId,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    enqueue: EnqueuerDep,
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JobOut:
+    """Time the base model and every stored variant again, together: interleaved rounds on one worker, one
+    session id. Afterwards every re-timed row's ``latency_conditions`` carry that session id, and
+    ``/comparison``'s speedups compare figures of one measuring session. Search trials (no stored model) keep
+    their figures. The job's ``notes`` log the interleaved order."""
+
+    def create(session: Session) -> tuple[JobOut, bool]:
+        job_id, _, replayed = create_once(
+            session,
+            "retime",
+            idempotency_key,
+            {"model_id": model_id},
+            lambda s: (create_retime_job(s, model_id, settings.max_attempts).id, None),
+        )
+        assert job_id is not None
+        return job_out(get_job(session, job_id)), replayed
+
+    job, replayed = await db.run(create, write=True)
+    if await send_job(db, enqueue, job.id, replayed, response):
+        job = await db.run(lambda session: job_out(get_job(session, job.id)))
+    response.headers["Location"] = f"/jobs/{job.id}"
+    return job
 
 
 @router.post("", status_code=202, response_model=ModelCreated)
