@@ -99,8 +99,20 @@ def reset_peak_rss() -> bool:
 # -- arguments ---------------------------------------------------------------------------------
 
 
+def product_threads() -> int:
+    """The torch thread count the service measures latency with (``Settings.torch_threads``)."""
+    from store.settings import get_settings
+
+    return get_settings().torch_threads
+
+
 def common_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2: the machine's cores)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=product_threads(),
+        help="torch.set_num_threads (default: the product's NETREDUCE_TORCH_THREADS, so bench and table agree)",
+    )
     p.add_argument("--data", default=str(DEFAULT_DATA), help="IDX folder of the shared MNIST split")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--latency-runs", type=int, default=20, help="timed forward passes per latency figure")

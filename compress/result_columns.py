@@ -246,6 +246,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "latency_ms_bs1",
     "latency_ms_bs64",
     "speedup_bs64",
+    "torch_threads",
     "job_id",
 )
 """The readable subset the dashboard shows (the CSV has every column; labels start with the technique)."""

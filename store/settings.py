@@ -44,7 +44,15 @@ class Settings(BaseSettings):
         description="Folders an idx:/npz: data set spec may name (comma-separated or a JSON list).",
     )
     allow_download: bool = Field(default=False, description="Let torchvision download missing data sets.")
-    torch_threads: int = Field(default=1, ge=1, le=256, description="torch.set_num_threads in each worker process.")
+    torch_threads: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="torch.set_num_threads in each worker process: the threads every latency figure is measured "
+        "with (recorded per row in torch_threads and latency_conditions), and bench/'s default. 1: one core per "
+        "inference worker, the way a CPU server scales out (compose --scale worker=N), and figures that do not "
+        "depend on how many workers share the machine. Set it to the cores one model will get when deployed.",
+    )
     worker_soft_time_limit_s: int = Field(
         default=1800, ge=1, description="Seconds before a job is asked to stop (fails with reason timeout)."
     )
