@@ -21,6 +21,7 @@ import torch
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
+from torch import nn
 
 from compress.baseline import Baseline, resolve_spec, train_baseline
 from compress.datasets import DatasetError, DatasetSplit
@@ -36,6 +37,7 @@ from store import jobs
 from store.artifacts import ArtifactStore
 from store.data_roots import DataRootError, resolve_dataset_spec
 from store.jobs import BaseTakenOver, Lease, LeaseLost
+from store.onnx_exports import calibration_for, delete_export
 from store.results import baseline_row
 from store.settings import Settings
 from store.tables import (
@@ -55,6 +57,7 @@ from store.tables import (
 )
 from worker import cache
 from worker.errors import JobFailed
+from worker.onnx_figures import add_onnx_figures
 from worker.retime import run_retime
 from worker.running import Heartbeat, JobReporter, job_tempdir
 
@@ -160,6 +163,7 @@ class JobExecution:
             if self.reporter.should_cancel(force=True):
                 raise Cancelled("cancelled after training")
             name = uploaded or self.artifacts.save(result.model, spec, f"base-{base_id}")[0]
+            onnx = self.onnx_figures(name, result.model, result.measurement, self.dataset_for(base), [], cfg.seed)
         except BaseException as exc:
             status = MODEL_UNTRAINED if isinstance(exc, Cancelled | LeaseLost) else MODEL_FAILED
             jobs.release_base(self.engine, base_id, self.job_id, status, _readable(exc))
@@ -175,7 +179,7 @@ class JobExecution:
             recipe=[],
             accuracy_drop=0.0,
             seed=cfg.seed,
-            notes={"losses": [round(x, 5) for x in result.losses], "dataset": base.dataset},
+            notes={"losses": [round(x, 5) for x in result.losses], "dataset": base.dataset, "onnx": onnx},
             artifact_path=name,
         )
         ready = {"artifact_path": name, "spec": spec.model_dump(mode="json")}
@@ -230,10 +234,13 @@ class JobExecution:
         results = runner.run(steps, model, spec)
         if self.reporter.should_cancel(force=True):
             raise Cancelled("cancelled on request")
-        self.write_results(job, results, runner.job_notes)
+        self.write_results(job, results, data, runner.job_notes)
 
-    def write_results(self, job: Job, results: list[RowResult], notes: dict[str, Any] | None = None) -> None:
-        """Save the kept models, then write every row and the final state in one guarded transaction."""
+    def write_results(
+        self, job: Job, results: list[RowResult], data: DatasetSplit, notes: dict[str, Any] | None = None
+    ) -> None:
+        """Save the kept models (and their ONNX exports), then write every row and the final state in one
+        guarded transaction."""
         saved: list[str] = []
         rows = []
         try:
@@ -242,12 +249,23 @@ class JobExecution:
                 if r.model is not None and not r.row.trial:
                     name, _ = self.artifacts.save(r.model, r.spec, f"job{self.job_id}-row{i + 1}")
                     saved.append(name)
+                    self.reporter.progress(0.985, "exporting to ONNX", force=True)
+                    recipe = [s.model_dump(mode="json") for s in r.row.recipe]
+                    onnx = self.onnx_figures(name, r.model, r.row.measurement, data, recipe, r.row.seed)
+                    r.row.notes = {**r.row.notes, "onnx": onnx}
                 rows.append(self._row(job, i + 1, r.row, name))
             self.lease.succeed(rows, notes=notes)
         except BaseException:
             for name in saved:
                 self.artifacts.delete(name)
+                delete_export(self.artifacts, name)
             raise
+
+    def onnx_figures(
+        self, name: str, model: nn.Module, m: Measurement, data: DatasetSplit, recipe: list[dict[str, Any]], seed: int
+    ) -> dict[str, Any]:
+        calibration = calibration_for(recipe, seed, self.settings.calibration_samples)
+        return add_onnx_figures(self.artifacts, name, model, m, data, calibration, self.settings.latency_runs)
 
     def _row(self, job: Job, row_index: int, row: VariantRow, artifact: str | None) -> ResultRow:
         """Row 0 is kept for the baseline row a job may write."""

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, col, select
 
-from compress.export_onnx import ExportError, export_onnx
+from compress.export_onnx import ExportError
 from compress.persistence import load_model
 from compress.retime import RetimeResult, ToTime, retime, row_values
 from compress.training import Cancelled
+from store.onnx_exports import calibration_for, export_stored
 from store.tables import BASELINE_TECHNIQUE, MODEL_READY, BaseModelRow, ResultRow
 from worker.errors import JobFailed
 
@@ -47,11 +48,9 @@ def _to_time(run: JobExecution, base: BaseModelRow, row: ResultRow, notes: dict[
     model, spec = load_model(run.artifacts.path(path or ""))
     model.eval()
     onnx = None
+    n, seed = calibration_for(row.recipe or [], row.seed, run.settings.calibration_samples)
     try:
-        calibration = None
-        if any(t.get("kind") == "quantize-int8" for t in spec.transforms):
-            calibration = run.dataset_for(base).calibration_subset(run.settings.calibration_samples, row.seed)
-        onnx = export_onnx(model, spec, calibration).data
+        onnx = export_stored(run.artifacts, path or "", lambda: run.dataset_for(base).calibration_subset(n, seed)).data
     except ExportError as exc:
         notes.setdefault("onnx_skipped", []).append({"row_id": row.id, "why": str(exc)})
     return ToTime(str(row.id), model, tuple(spec.input_shape), onnx)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import torch
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 from fastapi.responses import FileResponse, JSONResponse
 from sqlmodel import Session
@@ -26,9 +27,13 @@ from api.job_service import (
 )
 from api.request_params import IdempotencyKeyHeader
 from api.schemas import JobCreate, JobOut, JobPage, JobStatus
+from compress.datasets import load_dataset
+from compress.export_onnx import ExportError
 from store.artifacts import ArtifactStore
+from store.data_roots import resolve_dataset_spec
+from store.onnx_exports import calibration_for, export_stored, onnx_path
 from store.settings import Settings
-from store.tables import BASELINE_TECHNIQUE, JOB_SUCCEEDED
+from store.tables import BASELINE_TECHNIQUE, JOB_SUCCEEDED, BaseModelRow, ResultRow
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -126,16 +131,44 @@ async def delete_job(job_id: JobId, db: DatabaseDep) -> JSONResponse:
 @router.get(
     "/{job_id}/artifact",
     response_class=FileResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}, 409: {"description": "The job has not succeeded"}},
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        409: {"description": "The job has not succeeded"},
+        422: {"description": "format=onnx: the variant cannot be exported (the detail says why)"},
+    },
 )
 async def get_artifact(
-    job_id: JobId, db: DatabaseDep, settings: SettingsDep, row_index: int | None = Query(default=None, ge=0, le=MAX_ID)
+    job_id: JobId,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    row_index: int | None = Query(default=None, ge=0, le=MAX_ID),
+    format: Literal["safetensors", "onnx"] = Query(
+        default="safetensors",
+        description="safetensors: weights + the JSON layer spec (netreduce rebuilds it); onnx: opset 17, dynamic "
+        "batch, runs in onnxruntime (int8 variants quantized by onnxruntime's static QDQ quantizer on the same "
+        "calibration samples, sparse ones dense). Made once and kept: the same bytes on every download.",
+    ),
 ) -> FileResponse:
-    """The stored model of a finished job (.safetensors, weights + JSON spec; no pickle)."""
-    return await db.run(lambda session: artifact_response(session, job_id, settings, row_index))
+    """The stored model of a finished job (the kept variant, or ``row_index``'s), never a pickle."""
+    row, base = await db.run(lambda session: artifact_row(session, job_id, row_index))
+    store = ArtifactStore(settings.artifact_dir)
+    path = store.path(row.artifact_path or "")
+    if not path.is_file():
+        raise HTTPException(404, detail=f"the model file of job {job_id} row {row.row_index} is missing")
+    name = f"job-{job_id}-row-{row.row_index}"
+    if format == "onnx":
+        try:
+            await run_in_threadpool(onnx_for_row, store, row, base, settings)
+        except ExportError as exc:
+            detail = f"job {job_id} row {row.row_index} cannot be exported to ONNX: {exc}"
+            raise HTTPException(422, detail=detail) from None
+        return FileResponse(
+            onnx_path(store, row.artifact_path or ""), media_type="application/octet-stream", filename=f"{name}.onnx"
+        )
+    return FileResponse(path, media_type="application/octet-stream", filename=f"{name}.safetensors")
 
 
-def artifact_response(session: Session, job_id: int, settings: Settings, row_index: int | None) -> FileResponse:
+def artifact_row(session: Session, job_id: int, row_index: int | None) -> tuple[ResultRow, BaseModelRow]:
     job = get_job(session, job_id)
     if job.status != JOB_SUCCEEDED:
         raise HTTPException(409, detail=f"job {job_id} is '{job.status}'; its model is stored once it has succeeded")
@@ -147,10 +180,21 @@ def artifact_response(session: Session, job_id: int, settings: Settings, row_ind
     if not rows:
         which = f"row {row_index} of job {job_id}" if row_index is not None else f"job {job_id}"
         raise HTTPException(404, detail=f"{which} has no stored model (search trials are not stored)")
-    row = rows[0]
-    path = ArtifactStore(settings.artifact_dir).path(row.artifact_path or "")
-    if not path.is_file():
-        raise HTTPException(404, detail=f"the model file of job {job_id} row {row.row_index} is missing")
-    return FileResponse(
-        path, media_type="application/octet-stream", filename=f"job-{job_id}-row-{row.row_index}.safetensors"
-    )
+    return rows[0], require_base_model(session, job.base_model_id)
+
+
+def onnx_for_row(store: ArtifactStore, row: ResultRow, base: BaseModelRow, settings: Settings) -> None:
+    """Make (once) and keep the row's ONNX export; an int8 row is calibrated on the samples it was made with."""
+    n, seed = calibration_for(row.recipe or [], row.seed, settings.calibration_samples)
+
+    def calibration() -> torch.Tensor:
+        spec = resolve_dataset_spec(base.dataset, settings.data_roots)
+        data = load_dataset(
+            spec,
+            root=settings.data_root,
+            allow_download=settings.allow_download,
+            seed=int((base.training or {}).get("seed", 0)),
+        )
+        return data.calibration_subset(n, seed)
+
+    export_stored(store, row.artifact_path or "", calibration)
