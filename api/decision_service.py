@@ -33,7 +33,7 @@ from store.results import baseline_row
 from store.tables import MODEL_READY, BaseModelRow, ResultRow
 
 PlotFormat = Literal["png", "svg"]
-XAxis = Literal["bytes", "ops", "latency"]
+XAxis = Literal["bytes", "ops", "latency", "ort-latency"]
 
 PLOT_MEDIA_TYPES: dict[str, str] = {"png": "image/png", "svg": "image/svg+xml"}
 REPORT_MEDIA_TYPES: dict[str, str] = {"md": "text/markdown; charset=utf-8", "html": "text/html; charset=utf-8"}

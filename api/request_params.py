@@ -40,8 +40,9 @@ BudgetQuery = Query(
 )
 PriorityQuery = Query(
     default="size",
-    description="size: fewest bytes; ops: fewest operations; latency: fastest at batch 64; balanced: geometric "
-    "mean of the three ratios to the baseline.",
+    description="size: fewest bytes; ops: fewest operations; latency: fastest at batch 64 (PyTorch eager); "
+    "ort-latency: fastest at batch 64 in onnxruntime; balanced: geometric mean of the size, ops and eager "
+    "latency ratios to the baseline.",
 )
 
 

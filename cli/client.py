@@ -188,7 +188,53 @@ def cmd_recommend(args: argparse.Namespace, client: httpx.Client) -> int:
     return 0
 
 
-COMMANDS = {"submit": cmd_submit, "status": cmd_status, "comparison": cmd_comparison, "recommend": cmd_recommend}
+def cmd_export(args: argparse.Namespace, client: httpx.Client) -> int:
+    params: dict[str, Any] = {"format": args.format}
+    if args.row is not None:
+        params["row_index"] = args.row
+    body = request(client, "GET", f"/jobs/{args.job_id}/artifact", params=params).content
+    target = args.output or f"job-{args.job_id}{'' if args.row is None else f'-row-{args.row}'}.{args.format}"
+    with open(target, "wb") as f:
+        f.write(body)
+    _console(stderr=True).print(f"wrote {target} ({len(body):,} bytes, {args.format})")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, client: httpx.Client) -> int:
+    params = {"base_model_id": args.model, "format": args.format, "max_accuracy_drop": args.budget}
+    text = request(client, "GET", "/comparison/report", params=params).text
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+        _console(stderr=True).print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_retime(args: argparse.Namespace, client: httpx.Client) -> int:
+    job = request(client, "POST", f"/models/{args.model}/retime").json()
+    out = _console()
+    out.print(f"queued retime job {job['id']} for '{args.model}'")
+    if not args.wait:
+        return 0
+    job = wait_for_job(client, job, args.poll, _console(stderr=True))
+    if job["status"] != "succeeded":
+        out.print(f"[red]job {job['id']} {job['status']}: {job.get('error') or job.get('stage') or ''}[/red]")
+        return 1
+    out.print(f"job {job['id']}: {job.get('stage')} (session {(job.get('notes') or {}).get('session_id')})")
+    return 0
+
+
+COMMANDS = {
+    "submit": cmd_submit,
+    "status": cmd_status,
+    "comparison": cmd_comparison,
+    "recommend": cmd_recommend,
+    "export": cmd_export,
+    "report": cmd_report,
+    "retime": cmd_retime,
+}
 
 
 def run_client(args: argparse.Namespace) -> int:
@@ -232,5 +278,25 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("recommend", parents=[common], help="which row to keep, and why")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"base model id (default {DEFAULT_MODEL})")
     p.add_argument("--budget", type=float, default=1.0, help="largest accuracy drop accepted, in points")
-    p.add_argument("--priority", choices=("size", "ops", "latency", "balanced"), default="size")
+    p.add_argument("--priority", choices=("size", "ops", "latency", "ort-latency", "balanced"), default="size")
+    p.set_defaults(func=run_client)
+
+    p = sub.add_parser("export", parents=[common], help="download a job's model (ONNX for onnxruntime, or safetensors)")
+    p.add_argument("job_id", type=int)
+    p.add_argument("--row", type=int, default=None, help="row index (default: the job's kept variant)")
+    p.add_argument("--format", choices=("onnx", "safetensors"), default="onnx")
+    p.add_argument("-o", "--output", default=None, help="file to write (default job-ID[-row-N].FORMAT)")
+    p.set_defaults(func=run_client)
+
+    p = sub.add_parser("report", parents=[common], help="the write-up: table, recommendation, plot (md or html)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"base model id (default {DEFAULT_MODEL})")
+    p.add_argument("--format", choices=("md", "html"), default="md")
+    p.add_argument("--budget", type=float, default=1.0, help="largest accuracy drop accepted, in points")
+    p.add_argument("-o", "--output", default=None, help="file to write (default: standard output)")
+    p.set_defaults(func=run_client)
+
+    p = sub.add_parser("retime", parents=[common], help="time every stored network of a model again, together")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"base model id (default {DEFAULT_MODEL})")
+    p.add_argument("--wait", action="store_true", help="show progress until the retime finishes")
+    p.add_argument("--poll", type=float, default=0.5, help="seconds between progress checks")
     p.set_defaults(func=run_client)

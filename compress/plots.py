@@ -28,12 +28,17 @@ from matplotlib.transforms import Bbox, ScaledTranslation
 from compress.pareto import objective_value, pareto_flags, takes_part
 
 PlotFormat = Literal["png", "svg"]
-XAxis = Literal["bytes", "ops", "latency"]
+XAxis = Literal["bytes", "ops", "latency", "ort-latency"]
 
 X_AXES: dict[str, tuple[str, str, str]] = {
     "bytes": ("bytes", "Size (bytes of stored parameters, log scale)", "size"),
     "ops": ("ops", "Operations per sample (MACs + activation ops, log scale)", "operations"),
     "latency": ("latency_ms_bs64", "Latency (ms per batch of 64, log scale)", "latency"),
+    "ort-latency": (
+        "ort_latency_ms_bs64",
+        "onnxruntime latency (ms per batch of 64, log scale)",
+        "onnxruntime latency",
+    ),
 }
 """x choice -> (row column, axis label with unit, short word)."""
 

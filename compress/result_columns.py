@@ -246,6 +246,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "latency_ms_bs1",
     "latency_ms_bs64",
     "speedup_bs64",
+    "ort_latency_ms_bs64",
     "torch_threads",
     "job_id",
 )

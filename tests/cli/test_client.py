@@ -17,14 +17,14 @@ from collections.abc import Iterator
 import pytest
 import uvicorn
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from api.deps import get_broker_check, get_enqueuer
 from api.main import create_app
 from cli.main import main
 from store.db import get_session
 from store.settings import Settings, get_settings
-from store.tables import Job, utcnow
+from store.tables import BaseModelRow, Job, utcnow
 from tests.api.seed import add_job, add_model, add_row
 
 
@@ -72,6 +72,12 @@ class FakeWorker:
 
 
 Server = tuple[str, FakeWorker]
+
+
+def server_engine(server: Server) -> Engine:
+    return server[1].engine
+
+
 Capture = pytest.CaptureFixture[str]
 
 
@@ -193,3 +199,36 @@ def test_recommend(server: Server, model: str, capsys: Capture) -> None:
     assert "constraint:" in out and "score:" in out
     code, out, _ = run(capsys, "recommend", "--url", url, "--model", model, "--budget", "-50")
     assert code == 0 and "No row qualifies." in out and "excluded:" in out
+
+
+def test_report_to_stdout_and_to_a_file(server: Server, model: str, capsys: Capture, tmp_path) -> None:  # noqa: ANN001
+    url, _ = server
+    code, out, _ = run(capsys, "report", "--url", url, "--model", model)
+    assert code == 0 and out.startswith("# ") and "quantize-int8 (seeded)" in out and "## Recommendation" in out
+    target = tmp_path / "r.html"
+    code, _, err = run(capsys, "report", "--url", url, "--model", model, "--format", "html", "-o", str(target))
+    assert code == 0 and f"wrote {target}" in err and target.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_retime_queues_a_job(server: Server, model: str, capsys: Capture) -> None:
+    url, worker = server
+    code, _, err = run(capsys, "retime", "--url", url, "--model", model)
+    assert code == 1 and "a retime needs a trained model" in err  # seeded: no stored model file
+    with Session(server_engine(server)) as s:
+        base = s.get(BaseModelRow, model)
+        assert base is not None
+        base.artifact_path = "seeded.safetensors"
+        s.add(base)
+        s.commit()
+    code, out, _ = run(capsys, "retime", "--url", url, "--model", model)
+    assert code == 0 and f"queued retime job {worker.ids[-1]} for '{model}'" in out
+    code, _, err = run(capsys, "retime", "--url", url, "--model", "nope")
+    assert code == 1 and "nope" in err
+
+
+def test_export_says_why_when_there_is_no_stored_model(server: Server, model: str, capsys: Capture) -> None:
+    url, _ = server
+    with Session(server_engine(server)) as s:
+        job_id = s.exec(select(Job.id).where(Job.base_model_id == model, Job.technique == "quantize-int8")).first()
+    code, _, err = run(capsys, "export", str(job_id), "--url", url)
+    assert code == 1 and "has no stored model" in err

@@ -178,7 +178,8 @@ def test_accuracy_drop_derived_from_accuracy_when_missing() -> None:
 
 
 def test_invalid_inputs() -> None:
-    with pytest.raises(ValueError, match="unknown priority 'speed'; valid priorities: size, ops, latency, balanced"):
+    valid = "size, ops, latency, ort-latency, balanced"
+    with pytest.raises(ValueError, match=f"unknown priority 'speed'; valid priorities: {valid}"):
         recommend(TABLE, priority="speed")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="no baseline row"):
         recommend(TABLE[1:])
