@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from typing import Any
 
 from sqlalchemy import func, or_
@@ -23,7 +24,7 @@ from compress.runner import (
 )
 from store import jobs
 from store.json_safe import repaired
-from store.tables import MODEL_READY, BaseModelRow, Job, ResultRow, utcnow
+from store.tables import JOB_SUCCEEDED, MODEL_READY, BaseModelRow, Job, ResultRow, utcnow
 
 
 def validate_job_steps(steps: list[Step], single: bool) -> list[Step]:
@@ -133,6 +134,57 @@ def create_retime_job(session: Session, base_model_id: str, max_attempts: int) -
     return job
 
 
+def recipe_key(steps: list[Step] | list[dict[str, Any]]) -> str | None:
+    """The recipe as one comparable string: every step's params validated, defaults filled (so ``{}`` and the
+    explicit defaults match); None when a stored recipe no longer validates."""
+    try:
+        resolved = validate_steps([Step.model_validate(s) for s in steps])
+    except (JobInputError, ValueError):
+        return None
+    return json.dumps([[t.name, p.model_dump(mode="json")] for t, p in resolved], sort_keys=True)
+
+
+def succeeded_twin(session: Session, base_model_id: str, steps: list[Step]) -> Job | None:
+    """The latest succeeded job of the same recipe on the same base model (one that ran, not one answered)."""
+    key = recipe_key(steps)
+    stmt = (
+        select(Job)
+        .where(
+            Job.base_model_id == base_model_id,
+            Job.kind == "compress",
+            Job.status == JOB_SUCCEEDED,
+            Job.technique == " → ".join(s.technique for s in steps),
+        )
+        .order_by(col(Job.id).desc())
+    )
+    for job in session.exec(stmt):
+        if not (job.notes or {}).get("answered_by_job") and recipe_key(job.steps or []) == key:
+            return job
+    return None
+
+
+def create_answered_job(session: Session, twin: Job, steps: list[Step]) -> Job:
+    """A job answered from the table: created succeeded, pointing at the job that ran the same recipe."""
+    now = utcnow()
+    job = Job(
+        kind="compress",
+        base_model_id=twin.base_model_id,
+        technique=twin.technique,
+        steps=[s.model_dump(mode="json") for s in steps],
+        status=JOB_SUCCEEDED,
+        progress=1.0,
+        stage=f"answered from job {twin.id}: the same recipe already succeeded ('rerun': true runs it again)",
+        notes={"answered_by_job": twin.id},
+        created_at=now,
+        started_at=now,
+        finished_at=now,
+        updated_at=now,
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
 ENQUEUE_DEFERRED = "saved; the broker is unreachable, so the reconciler will send it when the broker is back"
 
 
@@ -148,7 +200,10 @@ def defer_enqueue(session: Session, job_id: int) -> Job:
 
 
 def job_rows(session: Session, job_id: int) -> list[ResultRow]:
-    stmt = select(ResultRow).where(ResultRow.job_id == job_id).order_by(col(ResultRow.row_index))
+    """The job's rows; a job answered from the table shows the rows of the job that ran its recipe."""
+    job = session.get(Job, job_id)
+    source = (job.notes or {}).get("answered_by_job", job_id) if job is not None else job_id
+    stmt = select(ResultRow).where(ResultRow.job_id == source).order_by(col(ResultRow.row_index))
     return list(session.exec(stmt))
 
 

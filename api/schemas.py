@@ -79,6 +79,13 @@ class JobCreate(RequestBody):
     technique: str | None = Field(default=None, max_length=100, description="GET /techniques lists them.")
     params: dict[str, Any] | None = Field(default=None, description="The technique's params (its JSON schema).")
     steps: list[Step] | None = Field(default=None, min_length=1, max_length=10, description="A chain, in order.")
+    rerun: bool = Field(
+        default=False,
+        description="Run it even if the same recipe (steps, params with their defaults, seed) already succeeded on "
+        "this base model. Without it, such a job is answered from the table at once: created 'succeeded', its "
+        "notes.answered_by_job naming the job whose rows it shows (one row per recipe). Queued or running "
+        "twins do not answer: a new job is queued.",
+    )
 
     @model_validator(mode="after")
     def _one_form(self) -> JobCreate:

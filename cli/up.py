@@ -233,7 +233,7 @@ def submit_sweep(
         if recipe([{"technique": item["technique"], "params": item["params"]}]) in done:
             skipped.append(item["technique"])
             continue
-        r = client.post("/jobs", json={"base_model_id": base_model_id, **item})
+        r = client.post("/jobs", json={"base_model_id": base_model_id, **item, **({"rerun": True} if again else {})})
         if r.status_code == 202:
             jobs[int(r.json()["id"])] = item["technique"]
         else:
@@ -241,6 +241,30 @@ def submit_sweep(
     if skipped:
         console.print(f"already in the table from an earlier run: {', '.join(skipped)} (--again reruns them)")
     return jobs
+
+
+def ensure_model(client: httpx.Client, console: Console, architecture: str, dataset: str) -> str:
+    """The base model of ``architecture`` trained on ``dataset``: an existing one, else created here (trained by
+    its own job with the architecture's default training; the sweep's jobs wait for it)."""
+    from compress.architectures import get_architecture
+
+    for m in client.get("/models", timeout=30).json():
+        if m["architecture"] == architecture and m["dataset"] == dataset and m["status"] != "failed":
+            console.print(f"base model '{m['id']}': {architecture} on {dataset} ({m['status']})")
+            return str(m["id"])
+    body = {
+        "name": f"{architecture} lab",
+        "architecture": architecture,
+        "dataset": dataset,
+        "training": get_architecture(architecture).training,
+    }
+    r = client.post("/models", json=body, timeout=60)
+    if r.status_code != 202:
+        raise RuntimeError(f"cannot create a base model of {architecture} on {dataset}: {r.status_code} {r.text[:500]}")
+    console.print(
+        f"base model '{r.json()['id']}': {architecture} on {dataset}, training (job {r.json()['training_job_id']})"
+    )
+    return str(r.json()["id"])
 
 
 def follow(client: httpx.Client, console: Console, jobs: dict[int, str], check: Any) -> dict[int, Any]:
@@ -322,7 +346,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
         wait_healthy(client, [api], args.start_timeout, supervisor.check)
         console.print(f"API at {base_url} (docs: {base_url}/docs); logs in {log_dir}/")
+        if args.dataset:
+            args.model = ensure_model(client, console, args.model, args.dataset)
         if not args.no_sweep:
+            started = time.monotonic()
             jobs = submit_sweep(client, console, args.model, quick=not args.full, again=args.again)
             console.print(f"submitted {len(jobs)} job(s) for base model '{args.model}'")
             final = follow(client, console, jobs, lambda: check_alive(api, supervisor))
@@ -332,6 +359,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             rows = client.get("/comparison", params={"base_model_id": args.model}).json()
             console.print(comparison_table(rows, args.model))
             console.print(f"CSV: {base_url}/comparison?base_model_id={args.model}&format=csv")
+            console.print(f"sweep: {len(jobs)} job(s) in {time.monotonic() - started:.0f} s")
+            if args.exit:
+                return code
         console.print(f"[green]serving at {base_url}[/green] (docs: {base_url}/docs); Ctrl-C stops")
         while True:
             check_alive(api, supervisor)
@@ -364,7 +394,18 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-sweep", action="store_true", help="only start the API and the worker")
     p.add_argument("--full", action="store_true", help="the full sweep (longer fine-tuning) instead of the quick one")
     p.add_argument("--again", action="store_true", help="rerun sweep techniques that already succeeded")
-    p.add_argument("--model", default=PRESET, help="base model id the sweep runs on")
+    p.add_argument(
+        "--model",
+        default=PRESET,
+        help="base model id the sweep runs on; with --dataset, an architecture (GET /architectures)",
+    )
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="run the sweep on ARCHITECTURE (--model) trained on this data set, e.g. idx:../shared/data/mnist or "
+        "mnist (torchvision's download only with NETREDUCE_ALLOW_DOWNLOAD=true); created once, reused after",
+    )
+    p.add_argument("--exit", action="store_true", help="stop once the sweep's table is printed (for benchmarks)")
     p.add_argument("--log-dir", default="var/logs")
     p.add_argument("--start-timeout", type=float, default=90.0, help="seconds to wait for /healthz")
     p.add_argument("--stop-timeout", type=float, default=15.0, help="seconds each child gets to stop")

@@ -16,6 +16,7 @@ from api.idempotency import create_once
 from api.job_service import (
     cancel_job,
     check_steps_on_model,
+    create_answered_job,
     create_compress_job,
     defer_enqueue,
     get_job,
@@ -23,6 +24,7 @@ from api.job_service import (
     job_rows,
     list_jobs,
     require_base_model,
+    succeeded_twin,
     validate_job_steps,
 )
 from api.request_params import IdempotencyKeyHeader
@@ -33,7 +35,7 @@ from store.artifacts import ArtifactStore
 from store.data_roots import resolve_dataset_spec
 from store.onnx_exports import calibration_for, export_stored, onnx_path
 from store.settings import Settings
-from store.tables import BASELINE_TECHNIQUE, JOB_SUCCEEDED, BaseModelRow, ResultRow
+from store.tables import BASELINE_TECHNIQUE, JOB_SUCCEEDED, BaseModelRow, Job, ResultRow
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -51,8 +53,17 @@ async def post_job(
     response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JobOut:
-    """Queue one technique or a chain on a base model. The row is committed before its id is queued."""
+    """Queue one technique or a chain on a base model. The row is committed before its id is queued.
+
+    A recipe that already succeeded on this base model is answered from the table (202, status 'succeeded',
+    ``notes.answered_by_job``, its rows), unless ``rerun`` is true."""
     steps = validate_job_steps(req.as_steps(), single=req.steps is None)
+
+    def new_job(session: Session) -> Job:
+        twin = None if req.rerun else succeeded_twin(session, req.base_model_id, steps)
+        if twin is not None:
+            return create_answered_job(session, twin, steps)
+        return create_compress_job(session, req.base_model_id, steps, settings.max_attempts)
 
     def create(session: Session) -> tuple[JobOut, bool]:
         check_steps_on_model(require_base_model(session, req.base_model_id), steps, single=req.steps is None)
@@ -61,13 +72,15 @@ async def post_job(
             "jobs",
             idempotency_key,
             req.model_dump(mode="json", exclude_none=True),
-            lambda s: (create_compress_job(s, req.base_model_id, steps, settings.max_attempts).id, None),
+            lambda s: (new_job(s).id, None),
         )
         assert job_id is not None
         return job_out(get_job(session, job_id)), replayed
 
     job, replayed = await db.run(create, write=True)
-    if await send_job(db, enqueue, job.id, replayed, response):
+    if job.status == JOB_SUCCEEDED:  # answered from the table: nothing to run
+        job = await db.run(lambda session: job_out(get_job(session, job.id), job_rows(session, job.id)))
+    elif await send_job(db, enqueue, job.id, replayed, response):
         job = await db.run(lambda session: job_out(get_job(session, job.id)))
     response.headers["Location"] = f"/jobs/{job.id}"
     return job

@@ -49,7 +49,8 @@ def client(engine: Engine, settings: Settings) -> Any:
 def _job_for(client: TestClient, engine: Engine, settings: Settings, mid: str, technique: str) -> int:
     if technique == "baseline":
         return client.get(f"/models/{mid}").json()["training_job_id"]
-    r = client.post("/jobs", json={"base_model_id": mid, "technique": technique, "params": TECHNIQUES[technique]})
+    body = {"base_model_id": mid, "technique": technique, "params": TECHNIQUES[technique], "rerun": True}
+    r = client.post("/jobs", json=body)
     assert r.status_code == 202, r.text
     assert execute_job(r.json()["id"], engine, settings) == "succeeded"
     return r.json()["id"]
@@ -102,7 +103,8 @@ def test_every_variant_downloads_as_onnx_that_agrees(
 
 
 def test_onnx_of_an_unfinished_job_is_409(client: TestClient, engine: Engine, model_id: str) -> None:
-    jid = client.post("/jobs", json={"base_model_id": model_id, "technique": "quantize-dynamic"}).json()["id"]
+    body = {"base_model_id": model_id, "technique": "quantize-dynamic", "rerun": True}
+    jid = client.post("/jobs", json=body).json()["id"]
     r = client.get(f"/jobs/{jid}/artifact", params={"format": "onnx"})
     assert r.status_code == 409
     assert client.get(f"/jobs/{jid}/artifact", params={"format": "tflite"}).status_code == 422
