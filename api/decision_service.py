@@ -29,6 +29,7 @@ from compress.pareto import (
 from compress.plots import layer_plot, tradeoff_plot
 from compress.recommend import Priority, Recommendation, recommend
 from compress.report import render_report
+from compress.writeup import lab_writeup
 from store.results import baseline_row
 from store.tables import MODEL_READY, BaseModelRow, ResultRow
 
@@ -191,7 +192,14 @@ def render_comparison_report(
     include_trials: bool,
     objectives: Sequence[Objective],
 ) -> str:
+    """The write-up: the conclusion (the row to keep per priority, what is within noise, what each technique
+    cost), the rows grouped as the lab groups them, the recommendation asked for, the table and the plot."""
     plot = render_tradeoff(rows, x, "svg", include_trials)
+    budget = recommendation.max_accuracy_drop
+    per_priority = {
+        p: recommendation if p == recommendation.priority else recommendation_for(rows, budget, p, False, objectives)
+        for p in ("size", "ops", "latency", "balanced")
+    }
     return render_report(
         rows,
         recommendation,
@@ -200,4 +208,5 @@ def render_comparison_report(
         objectives=objectives,
         include_trials=include_trials,
         title=f"netreduce: which compressed version of '{base.name}' to keep",
+        writeup=lab_writeup(rows, per_priority, budget),
     )

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from compress.pareto import DEFAULT_OBJECTIVES, ObjectivesArg, objective_value, pareto_flags, parse_objectives
 from compress.recommend import Recommendation, accuracy_drop, find_baseline
+from compress.writeup import GROUP_COLUMNS, Writeup
 
 ReportFormat = Literal["md", "html"]
 
@@ -128,6 +129,7 @@ def render_report(
     objectives: ObjectivesArg = DEFAULT_OBJECTIVES,
     include_trials: bool = False,
     title: str = "netreduce: which compressed model to keep",
+    writeup: Writeup | None = None,
 ) -> str:
     """Render the report as Markdown (``md``) or a self-contained HTML page (``html``).
 
@@ -149,8 +151,52 @@ def render_report(
     rec_lines = _recommendation_lines(recommendation)
     excluded = recommendation.excluded if recommendation else []
     if fmt == "md":
-        return _markdown(title, intro, cells, chosen_i, rec_lines, excluded, plot_svg)
-    return _html(title, intro, cells, chosen_i, rec_lines, excluded, plot_svg)
+        text = _markdown(title, intro, cells, chosen_i, rec_lines, excluded, plot_svg)
+        return text if writeup is None else _insert(text, "## Recommendation", _writeup_md(writeup))
+    page = _html(title, intro, cells, chosen_i, rec_lines, excluded, plot_svg)
+    return page if writeup is None else _insert(page, "<h2>Recommendation</h2>", _writeup_html(writeup))
+
+
+def _insert(text: str, before: str, block: str) -> str:
+    i = text.index(before)
+    return text[:i] + block + text[i:]
+
+
+def _bold_md(text: str) -> str:
+    """Escape a sentence for Markdown, keeping its ``**bold**`` spans."""
+    return "**".join(_md(part) for part in text.split("**"))
+
+
+def _writeup_md(w: Writeup) -> str:
+    out = ["## Conclusion", ""]
+    out += [f"- {_bold_md(line)}" for line in w.conclusion]
+    out += ["", "## The lab, technique by technique", ""]
+    for group, cells in w.groups:
+        out += [f"### {_md(group)}", "", "| " + " | ".join(GROUP_COLUMNS) + " |"]
+        out.append("|---|" + "--:|" * (len(GROUP_COLUMNS) - 1))
+        out += ["| " + " | ".join(_md(c) for c in row) + " |" for row in cells]
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def _writeup_html(w: Writeup) -> str:
+    e = html.escape
+    out = ["<h2>Conclusion</h2>", "<ul>"]
+    for line in w.conclusion:
+        parts = [e(p) for p in line.split("**")]
+        out.append("<li>" + "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(parts)) + "</li>")
+    out += ["</ul>", "<h2>The lab, technique by technique</h2>"]
+    for group, cells in w.groups:
+        out += [
+            f"<h3>{e(group)}</h3>",
+            "<table>",
+            "<tr>" + "".join(f"<th>{e(c)}</th>" for c in GROUP_COLUMNS) + "</tr>",
+        ]
+        for row in cells:
+            tds = [f'<td class="l">{e(row[0])}</td>', *(f"<td>{e(c)}</td>" for c in row[1:])]
+            out.append("<tr>" + "".join(tds) + "</tr>")
+        out.append("</table>")
+    return "\n".join(out) + "\n"
 
 
 _MD_SPECIAL = re.compile(r"([\\|*_`\[\]<>#])")

@@ -1,0 +1,175 @@
+"""The lab's write-up from a comparison table: the rows grouped as the course groups them, and a conclusion
+written from the data — which row to keep for size, operations, latency and balance, which differences are
+within noise, what each technique cost in accuracy, and whether the evaluation split can resolve the budget.
+
+Pure: it reads served comparison rows (``/comparison``'s dicts) and recommendations, and returns text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from compress.recommend import Recommendation, find_baseline
+from compress.stats import split_adequacy
+from compress.sweep import lab_groups
+
+PRIORITY_WORDS = {
+    "size": ("size", "bytes", "of the base network's size"),
+    "ops": ("operations", "ops", "of its operations per sample"),
+    "latency": ("latency", "latency_ms_bs64", "of its time per batch of 64"),
+    "balanced": ("a balance of the three", None, ""),
+}
+GROUP_COLUMNS = (
+    "row",
+    "accuracy % [95 % CI]",
+    "drop (points)",
+    "p",
+    "verdict",
+    "size vs base",
+    "ops vs base",
+    "× bs64",
+)
+
+
+class Writeup(BaseModel):
+    groups: list[tuple[str, list[list[str]]]] = Field(description="(the lab's group, its rows as text cells).")
+    conclusion: list[str]
+
+
+def group_of(technique: str) -> str:
+    if "→" in technique:
+        return "Chains of techniques"
+    return lab_groups().get(technique, "Other techniques")
+
+
+def verdict(row: Mapping[str, Any]) -> str:
+    """Whether the row's accuracy differs from the base network's beyond chance (exact McNemar test)."""
+    if row.get("technique") == "baseline":
+        return "reference"
+    if row.get("drop_significant") is None:
+        return "not tested"
+    if not row["drop_significant"]:
+        return "within noise"
+    return "significantly worse" if (row.get("accuracy_drop") or 0) > 0 else "significantly better"
+
+
+def _pct(value: Any, base: Any) -> str:
+    return "—" if not value or not base else f"{100 * value / base:.1f} %"
+
+
+def _cells(row: Mapping[str, Any], base: Mapping[str, Any]) -> list[str]:
+    acc, low, high = row.get("accuracy"), row.get("accuracy_ci_low"), row.get("accuracy_ci_high")
+    shown = "—" if acc is None else f"{acc:.2f}" + ("" if low is None else f" [{low:.1f}, {high:.1f}]")
+    p = row.get("drop_p_value")
+    drop = row.get("accuracy_drop")
+    return [
+        str(row.get("label", "")),
+        shown,
+        "—" if drop is None else f"{drop:+.2f}",
+        "—" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}"),
+        verdict(row),
+        _pct(row.get("bytes"), base.get("bytes")),
+        _pct(row.get("ops"), base.get("ops")),
+        "—" if row.get("speedup_bs64") is None else f"{row['speedup_bs64']:.2f}×",
+    ]
+
+
+def lab_writeup(
+    rows: Sequence[Mapping[str, Any]],
+    recommendations: Mapping[str, Recommendation],
+    max_accuracy_drop: float,
+) -> Writeup:
+    """Group the rows (search trials left out) and write the conclusion."""
+    bi = find_baseline(rows)
+    kept = [r for r in rows if not r.get("trial")]
+    if bi is None:
+        return Writeup(groups=[], conclusion=["The table has no base network row yet: train the base model first."])
+    base = rows[bi]
+    order = list(dict.fromkeys([*lab_groups().values(), "Chains of techniques", "Other techniques"]))
+    grouped: dict[str, list[list[str]]] = {}
+    for r in kept:
+        grouped.setdefault(group_of(str(r.get("technique", ""))), []).append(_cells(r, base))
+    groups = [(g, grouped[g]) for g in order if g in grouped]
+    conclusion = [
+        *_keep_sentences(recommendations, base),
+        *_noise_sentences(kept),
+        *_cost_sentences(kept, base),
+        *_caveats(kept, base, max_accuracy_drop),
+    ]
+    return Writeup(groups=groups, conclusion=conclusion)
+
+
+def _keep_sentences(recommendations: Mapping[str, Recommendation], base: Mapping[str, Any]) -> list[str]:
+    out = []
+    for priority, (words, metric, of_what) in PRIORITY_WORDS.items():
+        rec = recommendations.get(priority)
+        if rec is None:
+            continue
+        if rec.chosen is None:
+            out.append(f"For {words}, no row stays within the budget ({rec.constraint}).")
+            continue
+        row = rec.chosen
+        gain = ""
+        if metric and row.get(metric) and base.get(metric):
+            gain = f": {100 * row[metric] / base[metric]:.1f} % {of_what}"
+        drop = row.get("accuracy_drop") or 0.0
+        out.append(
+            f"For {words}, keep **{row.get('label')}**{gain}, at {row.get('accuracy', 0):.2f} % accuracy "
+            f"({drop:+.2f} points versus the base network, {verdict(row)})."
+        )
+    return out
+
+
+def _names(rows: Sequence[Mapping[str, Any]]) -> str:
+    return ", ".join(str(r.get("label")) for r in rows)
+
+
+def _noise_sentences(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    noise = [r for r in rows if verdict(r) == "within noise"]
+    worse = [r for r in rows if verdict(r) == "significantly worse"]
+    out = []
+    if noise:
+        out.append(
+            f"Within noise — no significant difference from the base network on the same evaluation samples "
+            f"(exact paired McNemar test): {_names(noise)}. Their accuracy differences should not decide between them."
+        )
+    if worse:
+        shown = ", ".join(f"{r.get('label')} ({(r.get('accuracy_drop') or 0):+.2f} points)" for r in worse)
+        out.append(f"Significantly less accurate than the base network: {shown}.")
+    return out
+
+
+def _cost_sentences(rows: Sequence[Mapping[str, Any]], base: Mapping[str, Any]) -> list[str]:
+    by_group: dict[str, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        if r.get("technique") != "baseline" and r.get("accuracy_drop") is not None:
+            by_group.setdefault(group_of(str(r.get("technique", ""))), []).append(r)
+    parts = []
+    for group, members in by_group.items():
+        drops = [float(r["accuracy_drop"]) for r in members]
+        sizes = [r["bytes"] / base["bytes"] for r in members if r.get("bytes") and base.get("bytes")]
+        cost = f"{min(drops):+.2f}" if len(drops) == 1 else f"{min(drops):+.2f} to {max(drops):+.2f}"
+        size = "" if not sizes else f", down to {100 * min(sizes):.1f} % of the size"
+        parts.append(f"{group.lower()} {cost} points{size}")
+    return (
+        [f"What each technique cost in accuracy (points below the base network): {'; '.join(parts)}."] if parts else []
+    )
+
+
+def _caveats(rows: Sequence[Mapping[str, Any]], base: Mapping[str, Any], budget: float) -> list[str]:
+    out = []
+    n = base.get("eval_samples")
+    if n:
+        adequacy = split_adequacy(int(n), budget, base.get("accuracy"))
+        if adequacy.too_small:
+            out.append(f"Caution: {adequacy.message}")
+    flagged = [r for r in rows if r.get("latency_note") and r.get("speedup_bs64") is None]
+    if flagged:
+        out.append(
+            f"Latency: {len(flagged)} row(s) were timed under other conditions than the base network "
+            f"({_names(flagged)}); their speed-ups are left out until a retime (POST /models/{{id}}/retime)."
+        )
+    return out
