@@ -14,6 +14,7 @@ import json
 import math
 import os
 import platform
+import re
 import resource
 import statistics
 import time
@@ -387,6 +388,44 @@ class Target:
     @property
     def verdict(self) -> str:
         return "n/a" if self.ok is None else "PASS" if self.ok else "FAIL"
+
+
+_NUMBER = re.compile(r"[-+]?\d[\d,]*\.?\d*")
+_GOAL = re.compile(r"^\s*([≥≤])\s*([-+]?\d[\d,]*\.?\d*)")
+
+
+def _number(text: str) -> float | None:
+    m = _NUMBER.search(text)
+    return float(m.group().replace(",", "")) if m else None
+
+
+def merge_repeats(runs: list[list[Target]]) -> list[Target]:
+    """One target per (item, what) from repeated runs: the median measured value with its range (min–max) and
+    the number of repetitions; PASS/FAIL judged on the median against the goal (``≥ x`` / ``≤ x``)."""
+    merged: list[Target] = []
+    seen: dict[tuple[str, str], list[Target]] = {}
+    for run in runs:
+        for t in run:
+            seen.setdefault((t.item, t.what), []).append(t)
+    for same in seen.values():
+        first = same[0]
+        values = [v for v in (_number(t.measured) for t in same) if v is not None]
+        if len(values) < 2:
+            merged.append(first)
+            continue
+        med = statistics.median(values)
+        unit = _NUMBER.sub("", first.measured, count=1).strip()
+        digits = 3 if abs(med) < 10 else 2 if abs(med) < 1000 else 0
+        shown = f"{med:,.{digits}f}{' ' + unit if unit and unit not in ('×', '%') else unit}"
+        shown += f" ({min(values):,.{digits}f}–{max(values):,.{digits}f}, n={len(values)})"
+        ok = first.ok
+        goal = _GOAL.match(first.goal)
+        if ok is not None and goal:
+            bound = float(goal.group(2).replace(",", ""))
+            ok = med >= bound if goal.group(1) == "≥" else med <= bound
+        note = f"median of {len(values)} interleaved repetitions; first: {first.note}" if first.note else ""
+        merged.append(Target(first.item, first.what, shown, first.goal, ok, note))
+    return merged
 
 
 def targets_table(targets: list[Target], title: str) -> Table:

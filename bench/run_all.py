@@ -29,6 +29,7 @@ from bench.common import (  # noqa: E402
     get_base,
     load_average,
     machine_record,
+    merge_repeats,
     print_machine,
     print_target_lines,
     set_threads,
@@ -44,6 +45,13 @@ def main() -> None:
     for mod in (sweep, latency, throughput, service):
         mod.add_args(p)
     p.add_argument("--skip", default="", help=f"comma-separated items to leave out: {', '.join(ITEMS)}")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="repetitions of the latency, throughput and service items, interleaved; each target is the median "
+        "with its range (the sweep, a wall-time target of several minutes, runs once)",
+    )
     p.add_argument("--json", default="", help="also write the targets and the machine record to this file")
     args = p.parse_args()
     set_threads(args.threads)
@@ -60,15 +68,22 @@ def main() -> None:
         targets += found
     if {"latency", "throughput"} - skip and base is None:
         base = get_base(args.data, args.seed, args.retrain, args.latency_runs)
-    if "latency" not in skip:
-        console.rule("int8 and prune-channels vs fp32")
-        targets += latency.run(args, base)
-    if "throughput" not in skip:
-        console.rule("fp32 evaluation throughput vs matmul peak")
-        targets += throughput.run(args, base)
-    if "service" not in skip:
-        console.rule(f"the service ({args.stack} stack): overhead, /comparison under load")
-        targets += service.run(args)
+    repeated: list[list[Target]] = []
+    for rep in range(args.repeat):  # interleaved: latency, throughput, service, then again, not each N times
+        found: list[Target] = []
+        if "latency" not in skip:
+            console.rule(f"[{rep + 1}/{args.repeat}] int8 and prune-channels vs fp32")
+            found += latency.run(args, base)
+        if "throughput" not in skip:
+            console.rule(f"[{rep + 1}/{args.repeat}] fp32 evaluation throughput vs matmul peak")
+            found += throughput.run(args, base)
+        if "service" not in skip:
+            console.rule(
+                f"[{rep + 1}/{args.repeat}] the service ({args.stack} stack): overhead, /comparison under load"
+            )
+            found += service.run(args)
+        repeated.append(found)
+    targets += merge_repeats(repeated)
     wall = time.perf_counter() - t0
     targets.sort(key=lambda t: ORDER.get(t.item, 99))
     record["load_avg_at_end"] = load_average()
