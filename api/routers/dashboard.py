@@ -20,6 +20,7 @@ from api.database import DatabaseDep
 from api.decision_service import DEFAULT_OBJECTIVES_TEXT, recommendation_for, rows_with_front
 from api.job_service import job_out, list_jobs
 from compress.result_columns import SUMMARY_COLUMNS, columns, format_value
+from compress.stats import split_adequacy
 from compress.techniques.base import list_techniques
 from store.tables import MODEL_READY, PRESET_MODEL_ID, BaseModelRow
 
@@ -68,18 +69,38 @@ async def dashboard(
     return templates.TemplateResponse(request, "dashboard.html", context)
 
 
+def trials_by_job(rows: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    """A search's trials, by job: shown under the job's chosen row (they take no part in the front)."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("trial"):
+            out.setdefault(int(r["job_id"]), []).append({**r, "pareto": False})
+    return out
+
+
+def split_warning(rows: list[dict[str, Any]], budget: float) -> str | None:
+    """Whether the evaluation split is too small to resolve the accuracy budget (with the samples it would take)."""
+    base = next((r for r in rows if r.get("technique") == "baseline"), None)
+    if base is None or not base.get("eval_samples"):
+        return None
+    adequacy = split_adequacy(int(base["eval_samples"]), budget, base.get("accuracy"))
+    return adequacy.message if adequacy.too_small else None
+
+
 def dashboard_context(session: Session, model: str | None) -> dict[str, Any]:
     models = list(session.exec(select(BaseModelRow).order_by(col(BaseModelRow.created_at))))
     selected = _pick_model(models, model)
     selected_model = next((m for m in models if m.id == selected), None)
     known = selected_model is not None
     rows: list[dict[str, Any]] = []
+    trials: dict[int, list[dict[str, Any]]] = {}
     rec = None
     if known:
         assert selected is not None
         rows = rows_with_front(session, selected, include_trials=False)
         if rows:
             rec = recommendation_for(rows, 1.0, "size", False, DEFAULT_OBJECTIVES_TEXT.split(","))
+        trials = trials_by_job(rows_with_front(session, selected, include_trials=True))
     _, jobs = list_jobs(session, None, None, None, None, 15, 0)
     context = {
         "models": models,
@@ -89,6 +110,8 @@ def dashboard_context(session: Session, model: str | None) -> dict[str, Any]:
         "rows": rows,
         "columns": TABLE_COLUMNS,
         "rec": rec,
+        "trials": trials,
+        "split_warning": split_warning(rows, 1.0),
         "jobs": [job_out(j).model_dump(mode="json") for j in jobs],
         "techniques": [t.name for t in list_techniques()],
         "objectives": DEFAULT_OBJECTIVES_TEXT,

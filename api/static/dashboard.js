@@ -5,7 +5,7 @@
 const boot = JSON.parse(document.getElementById("dashboard-data").textContent);
 const $ = (sel) => document.querySelector(sel);
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
-const state = { rows: null, sortKey: null, sortDir: 1, chosen: null, jobStatus: new Map(), techniques: [] };
+const state = { rows: null, trials: new Map(), open: new Set(), sortKey: null, sortDir: 1, chosen: null, jobStatus: new Map(), techniques: [] };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -126,10 +126,23 @@ function renderTable() {
   }
   const body = $("#comparison-body");
   if (!rows.length) return;
-  body.replaceChildren(...rows.map(({ r }) => {
+  body.replaceChildren(...rows.flatMap(({ r }) => {
     const cls = [r.pareto && "pareto", r.technique === "baseline" && "baseline", rowKey(r) === state.chosen && "chosen"];
-    return el("tr", { class: cls.filter(Boolean).join(" ") },
-      ...boot.columns.map((c) => el("td", { class: `k-${c.kind}`, title: c.key === "params" ? r.params : null, text: fmt(r[c.key], c.kind) })));
+    const trials = r.technique === "baseline" ? [] : (state.trials.get(r.job_id) || []);
+    const cells = boot.columns.map((c) => el("td", { class: `k-${c.kind}`, title: c.key === "params" ? r.params : null, text: fmt(r[c.key], c.kind) }));
+    if (trials.length) {
+      const open = state.open.has(r.job_id);
+      const toggle = el("button", { type: "button", class: "trials-toggle", "data-job": String(r.job_id), "aria-expanded": String(open), title: "this search's trials", text: `${open ? "▾" : "▸"} ${trials.length}` });
+      cells[0].prepend(toggle, " ");
+    }
+    const parent = el("tr", { class: cls.filter(Boolean).join(" ") }, ...cells);
+    const children = trials.map((t) => {
+      const tr = el("tr", { class: "trial", "data-trial-of": String(r.job_id) },
+        ...boot.columns.map((c) => el("td", { class: `k-${c.kind}`, text: c.key === "pareto" ? "" : fmt(t[c.key], c.kind) })));
+      tr.hidden = !state.open.has(r.job_id);
+      return tr;
+    });
+    return [parent, ...children];
   }));
   for (const th of document.querySelectorAll("#comparison-table th")) {
     th.classList.toggle("sorted-asc", th.dataset.key === state.sortKey && state.sortDir === 1);
@@ -141,6 +154,12 @@ async function refreshComparison() {
   if (!boot.model) return;
   try {
     const rows = await api(`/comparison?${query({ base_model_id: boot.model, objectives: boot.objectives })}`);
+    const all = await api(`/comparison?${query({ base_model_id: boot.model, include_trials: "true" })}`);
+    state.trials = new Map();
+    for (const t of all.filter((x) => x.trial)) {
+      if (!state.trials.has(t.job_id)) state.trials.set(t.job_id, []);
+      state.trials.get(t.job_id).push(t);
+    }
     const first = state.rows === null; // the server already drew the plot for the first table
     const changed = JSON.stringify(rows) !== JSON.stringify(state.rows);
     state.rows = rows;
@@ -151,6 +170,17 @@ async function refreshComparison() {
   } catch (err) { /* keep the last table */ }
 }
 
+function toggleTrials(ev) {
+  const button = ev.target.closest(".trials-toggle");
+  if (!button) return;
+  const job = Number(button.dataset.job);
+  if (state.open.has(job)) state.open.delete(job); else state.open.add(job);
+  const open = state.open.has(job);
+  button.setAttribute("aria-expanded", String(open));
+  button.textContent = `${open ? "▾" : "▸"} ${button.textContent.replace(/^[▸▾]\s*/, "")}`;
+  for (const tr of document.querySelectorAll(`#comparison-body tr[data-trial-of="${job}"]`)) tr.hidden = !open;
+}
+
 function sortBy(key) {
   if (state.rows === null) return;
   state.sortDir = state.sortKey === key ? -state.sortDir : (key === "accuracy" || key === "pareto" ? -1 : 1);
@@ -158,6 +188,7 @@ function sortBy(key) {
   renderTable();
 }
 
+$("#comparison-body").addEventListener("click", toggleTrials);
 for (const th of document.querySelectorAll("#comparison-table th")) {
   th.addEventListener("click", () => sortBy(th.dataset.key));
   th.addEventListener("keydown", (ev) => { if (ev.key === "Enter") sortBy(th.dataset.key); });

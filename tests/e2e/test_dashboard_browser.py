@@ -122,6 +122,23 @@ def test_dashboard_submit_job_and_see_its_row(stack: str, procs: list[Proc]) -> 
             assert values == sorted(values, reverse=True)
             expect(page.locator('#comparison-table th[data-key="bytes"]')).to_have_class(re.compile("sorted-desc"))
 
+            # a search: its chosen row in the table, its trials folded under it (▸ N), shown on a click
+            import httpx
+
+            search = {"base_model_id": "digits-cnn", "technique": "prune-l1",
+                      "params": {"search": True, "retrain": "keep", "scope": "global"}}  # fmt: skip
+            sid = httpx.post(f"{base_url}/jobs", json=search, timeout=30).json()["id"]
+            toggle = page.locator(f'#comparison-body .trials-toggle[data-job="{sid}"]')
+            expect(toggle).to_be_visible(timeout=120_000)
+            trials = page.locator(f'#comparison-body tr.trial[data-trial-of="{sid}"]')
+            n = int(toggle.inner_text().split()[-1])
+            assert n >= 2 and trials.count() == n
+            expect(trials.first).to_be_hidden()
+            toggle.click()
+            expect(trials.first).to_be_visible()
+            expect(toggle).to_have_attribute("aria-expanded", "true")
+            expect(page.locator("#comparison-body tr:not(.trial)")).to_have_count(3)
+
             # the trade-off plot (SVG endpoint) is drawn with the new row
             page.wait_for_function(
                 "() => { const i = document.querySelector('#plot-img'); return i.complete && i.naturalWidth > 0; }"
