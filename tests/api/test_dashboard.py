@@ -95,3 +95,21 @@ def test_dashboard_default_model_and_docs(client: TestClient) -> None:
     r = client.get("/")
     assert r.status_code == 200 and "<h2>Base models</h2>" in r.text and 'id="job-form"' in r.text
     assert "/" not in client.get("/openapi.json").json()["paths"]  # the page is not part of the API
+
+
+def test_trials_fold_under_their_chosen_row_and_a_small_split_is_flagged(client: TestClient, engine: Engine) -> None:
+    mid = add_model(engine)
+    train = add_job(engine, mid, technique="train")
+    add_row(engine, train, mid, 0, label="baseline", accuracy=95.0, eval_samples=359)
+    search = add_job(engine, mid, technique="prune-l1")
+    add_row(engine, search, mid, 1, label="prune-l1 (amount=0.5)", technique="prune-l1", trial=True, accuracy=94.9)
+    add_row(engine, search, mid, 2, label="prune-l1 (amount=0.9)", technique="prune-l1", trial=True, accuracy=60.0)
+    add_row(engine, search, mid, 3, label="prune-l1 (amount=0.5) [chosen]", technique="prune-l1", accuracy=94.9)
+    html = client.get("/", params={"model": mid}).text
+    assert f'class="trials-toggle" data-job="{search}" aria-expanded="false"' in html and "▸ 2" in html
+    assert html.count(f'<tr class="trial" data-trial-of="{search}" hidden>') == 2
+    assert html.index("[chosen]") < html.index("prune-l1 (amount=0.9)")  # trials come right after their row
+    warning = re.search(r'<p class="warning" id="split-warning">(.*?)</p>', html, re.S)
+    assert warning and "too small for a 1-point budget" in warning.group(1)
+    add_row(engine, train, mid, 9, label="baseline", accuracy=95.0, eval_samples=100_000)  # a larger split
+    assert 'id="split-warning"' not in client.get("/", params={"model": mid}).text
