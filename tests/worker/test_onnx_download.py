@@ -35,7 +35,12 @@ TECHNIQUES: dict[str, dict[str, Any]] = {
     "narrow": {"width": 0.5, "epochs": 1},
     "quantize-int8": {},
     "quantize-dynamic": {},
+    "orthogonal": {"epochs": 1},
+    "separable": {"epochs": 1},
+    "prune-channels+quantize-int8": {},  # a chain: its int8 step decides the route and the calibration
 }
+CHAIN_PARAMS = {"prune-channels": {"amount": 0.5, "mode": "remove", "epochs": 2}}
+"""A chain's steps: pruned then fine-tuned before quantizing, as one would."""
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +69,11 @@ def _job_for(client: TestClient, engine: Engine, settings: Settings, mid: str, t
 def _run_job(client: TestClient, engine: Engine, settings: Settings, mid: str, technique: str) -> int:
     if technique == "baseline":
         return client.get(f"/models/{mid}").json()["training_job_id"]
-    body = {"base_model_id": mid, "technique": technique, "params": TECHNIQUES[technique], "rerun": True}
+    if "+" in technique:
+        steps = [{"technique": t, "params": CHAIN_PARAMS.get(t, TECHNIQUES[t])} for t in technique.split("+")]
+        body = {"base_model_id": mid, "steps": steps, "rerun": True}
+    else:
+        body = {"base_model_id": mid, "technique": technique, "params": TECHNIQUES[technique], "rerun": True}
     r = client.post("/jobs", json=body)
     assert r.status_code == 202, r.text
     assert execute_job(r.json()["id"], engine, settings) == "succeeded"
@@ -94,14 +103,13 @@ def test_every_variant_downloads_as_onnx_that_agrees(
     rows = client.get(f"/jobs/{job_id}").json()["rows"]
     (row,) = [r for r in rows if r["has_artifact"]]
     ort_acc = 100.0 * float((ort_pred == data.eval_y).float().mean())
-    if technique == "quantize-int8":  # quantized again by onnxruntime on the same calibration samples
+    if technique.endswith("quantize-int8"):  # quantized again by onnxruntime on the same calibration samples
         assert abs(ort_acc - row["accuracy"]) <= 0.3, (ort_acc, row["accuracy"])
     else:
         assert float((ort_pred == torch_pred).float().mean()) >= 0.995
     note = row["notes"]["onnx"]
-    assert note["route"] == {"quantize-int8": "ort-static-qdq", "quantize-dynamic": "ort-dynamic"}.get(
-        technique, "fp32"
-    )
+    routes = {"quantize-int8": "ort-static-qdq", "quantize-dynamic": "ort-dynamic"}
+    assert note["route"] == routes.get(technique.split("+")[-1], "fp32")
     assert got.headers["x-netreduce-onnx-route"] == note["route"]
     assert note["ort_accuracy"] == pytest.approx(ort_acc, abs=1e-3)
     assert note["torch_accuracy"] == pytest.approx(row["accuracy"], abs=1e-3)  # checked beside the row's own
