@@ -2,7 +2,9 @@
 
 ``<artifact>.onnx`` holds the model and ``<artifact>.onnx.json`` what the export says about itself (the route:
 fp32, ort-dynamic or ort-static-qdq; opset; calibration). Both are written to a temporary file first and
-renamed into place, so two first downloads of the same row at once never see half a file.
+renamed into place, so two first downloads of the same row at once never see half a file. Within a process,
+exports run one at a time: ``torch.onnx.export`` keeps global state (two at once in threads fail with
+"GLOBALS.in_onnx_export must be False"), and the second of two first downloads then finds the kept export.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,9 @@ import torch
 from compress.export_onnx import ExportError, OnnxExport, export_onnx
 from compress.persistence import load_model
 from store.artifacts import ArtifactStore
+
+_EXPORTING = threading.Lock()
+"""Held while an export is made: one at a time per process (torch's exporter is not thread-safe)."""
 
 
 def onnx_path(store: ArtifactStore, artifact: str) -> Path:
@@ -63,8 +69,12 @@ def export_stored(
     model.eval()
     needs = any(t.get("kind") == "quantize-int8" for t in spec.transforms)
     samples = calibration() if needs and calibration is not None else None
-    export = export_onnx(model, spec, samples)
-    save_export(store, artifact, export)
+    with _EXPORTING:
+        found = stored_export(store, artifact)  # made meanwhile by another thread
+        if found is not None:
+            return found
+        export = export_onnx(model, spec, samples)
+        save_export(store, artifact, export)
     return export
 
 

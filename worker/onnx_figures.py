@@ -26,8 +26,8 @@ def add_onnx_figures(
     latency_runs: int,
 ) -> dict[str, Any]:
     """Export the stored model ``name``, fill ``m``'s onnxruntime latencies and return its ``notes["onnx"]``:
-    the export's route, onnxruntime's accuracy and its agreement with PyTorch's predictions (or why it could
-    not be exported)."""
+    the export's route, onnxruntime's accuracy beside PyTorch's (both on the evaluation split) and how often
+    their predictions agree (or why it could not be exported)."""
     n, seed = calibration
     try:
         export = export_stored(artifacts, name, lambda: data.calibration_subset(n, seed))
@@ -43,6 +43,7 @@ def add_onnx_figures(
     return export_note(
         export,
         ort_accuracy=round(100.0 * float((ort_pred == data.eval_y).float().mean()), 4),
+        torch_accuracy=round(100.0 * float((torch_pred == data.eval_y).float().mean()), 4),
         agreement=round(100.0 * float((ort_pred == torch_pred).float().mean()), 4),
         samples=len(data.eval_y),
     )

@@ -29,10 +29,10 @@ from api.job_service import (
 )
 from api.request_params import IdempotencyKeyHeader
 from api.schemas import JobCreate, JobOut, JobPage, JobStatus
-from compress.datasets import load_dataset
-from compress.export_onnx import ExportError
+from compress.datasets import DatasetError, load_dataset
+from compress.export_onnx import ExportError, OnnxExport
 from store.artifacts import ArtifactStore
-from store.data_roots import resolve_dataset_spec
+from store.data_roots import DataRootError, resolve_dataset_spec
 from store.onnx_exports import calibration_for, export_stored, onnx_path
 from store.settings import Settings
 from store.tables import BASELINE_TECHNIQUE, JOB_SUCCEEDED, BaseModelRow, Job, ResultRow
@@ -42,6 +42,9 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 MAX_ID = 2**31 - 1
 """Ids and offsets fit PostgreSQL's integer columns; a larger one is a 422, not a database error."""
 JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="GET /jobs lists them.")]
+ONNX_ROUTE_HEADER = "X-Netreduce-Onnx-Route"
+"""On an ONNX download: the route that made it (fp32, ort-dynamic, ort-static-qdq), also for rows whose notes
+predate exports."""
 
 
 @router.post("", status_code=202, response_model=JobOut, responses={404: {"description": "Unknown base model"}})
@@ -145,7 +148,15 @@ async def delete_job(job_id: JobId, db: DatabaseDep) -> JSONResponse:
     "/{job_id}/artifact",
     response_class=FileResponse,
     responses={
-        200: {"content": {"application/octet-stream": {}}},
+        200: {
+            "content": {"application/octet-stream": {}},
+            "headers": {
+                ONNX_ROUTE_HEADER: {
+                    "description": "format=onnx: fp32, ort-dynamic or ort-static-qdq",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
         409: {"description": "The job has not succeeded"},
         422: {"description": "format=onnx: the variant cannot be exported (the detail says why)"},
     },
@@ -171,12 +182,15 @@ async def get_artifact(
     name = f"job-{job_id}-row-{row.row_index}"
     if format == "onnx":
         try:
-            await run_in_threadpool(onnx_for_row, store, row, base, settings)
-        except ExportError as exc:
+            export = await run_in_threadpool(onnx_for_row, store, row, base, settings)
+        except (ExportError, DatasetError, DataRootError) as exc:
             detail = f"job {job_id} row {row.row_index} cannot be exported to ONNX: {exc}"
             raise HTTPException(422, detail=detail) from None
         return FileResponse(
-            onnx_path(store, row.artifact_path or ""), media_type="application/octet-stream", filename=f"{name}.onnx"
+            onnx_path(store, row.artifact_path or ""),
+            media_type="application/octet-stream",
+            filename=f"{name}.onnx",
+            headers={ONNX_ROUTE_HEADER: str(export.info.get("route", ""))},
         )
     return FileResponse(path, media_type="application/octet-stream", filename=f"{name}.safetensors")
 
@@ -196,8 +210,9 @@ def artifact_row(session: Session, job_id: int, row_index: int | None) -> tuple[
     return rows[0], require_base_model(session, job.base_model_id)
 
 
-def onnx_for_row(store: ArtifactStore, row: ResultRow, base: BaseModelRow, settings: Settings) -> None:
-    """Make (once) and keep the row's ONNX export; an int8 row is calibrated on the samples it was made with."""
+def onnx_for_row(store: ArtifactStore, row: ResultRow, base: BaseModelRow, settings: Settings) -> OnnxExport:
+    """Make (once) and keep the row's ONNX export; an int8 row is calibrated on the samples it was made with
+    (loading them may fail: DatasetError / DataRootError, like an ExportError a reason the export cannot be)."""
     n, seed = calibration_for(row.recipe or [], row.seed, settings.calibration_samples)
 
     def calibration() -> torch.Tensor:
@@ -210,4 +225,4 @@ def onnx_for_row(store: ArtifactStore, row: ResultRow, base: BaseModelRow, setti
         )
         return data.calibration_subset(n, seed)
 
-    export_stored(store, row.artifact_path or "", calibration)
+    return export_stored(store, row.artifact_path or "", calibration)
