@@ -61,10 +61,10 @@ class Settings(BaseSettings):
     )
     latency_runs: int = Field(default=20, ge=1, le=1000, description="Timed forward passes per latency figure.")
     retime_rounds: int = Field(
-        default=5, ge=1, le=100, description="A retime's interleaved rounds (each visits every network once)."
+        default=7, ge=1, le=100, description="A retime's interleaved rounds (each visits every network once)."
     )
     retime_runs: int = Field(
-        default=5, ge=1, le=1000, description="Timed passes per network, batch size and round of a retime."
+        default=10, ge=1, le=1000, description="Timed passes per network, batch size and round of a retime."
     )
     calibration_samples: int = Field(default=1000, ge=1, description="Training images used to calibrate int8.")
     max_attempts: int = Field(
