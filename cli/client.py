@@ -127,17 +127,26 @@ def cmd_submit(args: argparse.Namespace, client: httpx.Client) -> int:
     job = request(client, "POST", "/jobs", json=body).json()
     out = _console()
     out.print(f"job {job['id']} queued: {job['technique']} on {job['base_model_id']} ({args.url}/jobs/{job['id']})")
-    if not args.wait:
-        return 0
-    job = wait_for_job(client, job, args.poll, _console(stderr=True))
-    if job["status"] != "succeeded":
-        out.print(f"[red]job {job['id']} {job['status']}: {job.get('error') or job.get('stage') or ''}[/red]")
-        return 1
+    job = _waited(args, client, job, out)
+    if job is None:
+        return 0 if not args.wait else 1
     rows = job.get("rows") or []
     out.print(f"job {job['id']} succeeded: {len(rows)} row(s)")
     if rows:
         out.print(rows_table(rows, f"job {job['id']}"))
     return 0
+
+
+def _waited(args: argparse.Namespace, client: httpx.Client, job: dict[str, Any], out: Console) -> dict[str, Any] | None:
+    """With --wait, the job once finished (progress on stderr); None without --wait, or when it did not succeed
+    (said on ``out``)."""
+    if not args.wait:
+        return None
+    job = wait_for_job(client, job, args.poll, _console(stderr=True))
+    if job["status"] != "succeeded":
+        out.print(f"[red]job {job['id']} {job['status']}: {job.get('error') or job.get('stage') or ''}[/red]")
+        return None
+    return job
 
 
 def cmd_status(args: argparse.Namespace, client: httpx.Client) -> int:
@@ -216,12 +225,9 @@ def cmd_retime(args: argparse.Namespace, client: httpx.Client) -> int:
     job = request(client, "POST", f"/models/{args.model}/retime").json()
     out = _console()
     out.print(f"queued retime job {job['id']} for '{args.model}'")
-    if not args.wait:
-        return 0
-    job = wait_for_job(client, job, args.poll, _console(stderr=True))
-    if job["status"] != "succeeded":
-        out.print(f"[red]job {job['id']} {job['status']}: {job.get('error') or job.get('stage') or ''}[/red]")
-        return 1
+    job = _waited(args, client, job, out)
+    if job is None:
+        return 0 if not args.wait else 1
     out.print(f"job {job['id']}: {job.get('stage')} (session {(job.get('notes') or {}).get('session_id')})")
     return 0
 
