@@ -7,6 +7,7 @@ Pure: it reads served comparison rows (``/comparison``'s dicts) and recommendati
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -97,6 +98,7 @@ def lab_writeup(
         *_keep_sentences(recommendations, base),
         *_noise_sentences(kept),
         *_cost_sentences(kept, base),
+        *_seed_sentences(kept),
         *_caveats(kept, base, max_accuracy_drop),
     ]
     return Writeup(groups=groups, conclusion=conclusion)
@@ -157,6 +159,25 @@ def _cost_sentences(rows: Sequence[Mapping[str, Any]], base: Mapping[str, Any]) 
     return (
         [f"What each technique cost in accuracy (points below the base network): {'; '.join(parts)}."] if parts else []
     )
+
+
+def _seed_sentences(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A recipe run from several starting points (re-init over seeds): its accuracy as mean ± std."""
+    by_job: dict[Any, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        if r.get("technique") != "baseline" and r.get("accuracy") is not None:
+            by_job.setdefault(r.get("job_id"), []).append(r)
+    out = []
+    for members in by_job.values():
+        if len(members) < 2:
+            continue
+        accs = [float(r["accuracy"]) for r in members]
+        recipe = str(members[0].get("label", "")).split(" (seed=")[0]
+        out.append(
+            f"{recipe}: {statistics.mean(accs):.2f} ± {statistics.stdev(accs):.2f} % over {len(accs)} starting "
+            "points (mean ± standard deviation)."
+        )
+    return out
 
 
 def _caveats(rows: Sequence[Mapping[str, Any]], base: Mapping[str, Any], budget: float) -> list[str]:
