@@ -185,7 +185,7 @@ def run_load(
     if not (1 <= jobs <= MAX_JOBS and 1 <= clients <= MAX_CLIENTS and 0 < drain_timeout_s <= MAX_DRAIN_S):
         raise ValueError(f"bounds: 1-{MAX_JOBS} jobs, 1-{MAX_CLIENTS} clients, drain timeout up to {MAX_DRAIN_S} s")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    body = {"base_model_id": model, "technique": technique, "params": params or {}}
+    body = {"base_model_id": model, "technique": technique, "params": params or {}, "rerun": True}  # every post runs
     report = LoadReport(jobs=jobs, clients=clients)
     lock, stop = threading.Lock(), threading.Event()
     reader = threading.Thread(target=_read_comparison, args=(url, headers, model, stop, report), daemon=True)

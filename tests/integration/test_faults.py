@@ -126,7 +126,8 @@ class Stack:
         return r.json()["id"], r.json()["training_job_id"]
 
     def post_job(self, model_id: str, technique: str = "quantize-dynamic", params: dict | None = None) -> int:
-        r = self.client.post("/jobs", json={"base_model_id": model_id, "technique": technique, "params": params or {}})
+        body = {"base_model_id": model_id, "technique": technique, "params": params or {}, "rerun": True}
+        r = self.client.post("/jobs", json=body)  # rerun: each post is a job that runs, as these tests need
         assert r.status_code == 202, r.text
         return int(r.json()["id"])
 
@@ -348,7 +349,9 @@ def test_redis_restarted_with_jobs_queued_every_job_still_ends(
     r = redis.Redis(port=private_redis.port)
     assert r.llen(stack.queue) >= 3  # their messages wait in Redis ...
     private_redis.shutdown_nosave()
-    during = stack.client.post("/jobs", json={"base_model_id": model_id, "technique": "quantize-dynamic"})
+    during = stack.client.post(
+        "/jobs", json={"base_model_id": model_id, "technique": "quantize-dynamic", "rerun": True}
+    )
     assert during.status_code == 202, during.text  # committed as queued; the broker is down
     assert "broker is unreachable" in during.json()["stage"]
     private_redis.start()
