@@ -286,6 +286,9 @@ def in_process_runner(client: httpx.Client, model_id: str, train_job: int, threa
     from compress.persistence import model_from_bytes
     from compress.runner import Runner, Step
     from compress.techniques.base import Context
+    from store.artifacts import ArtifactStore
+    from store.onnx_exports import calibration_for
+    from worker.onnx_figures import add_onnx_figures
 
     r = client.get(f"/jobs/{train_job}/artifact")
     if r.status_code != 200:
@@ -296,10 +299,20 @@ def in_process_runner(client: httpx.Client, model_id: str, train_job: int, threa
     accuracy = (info.get("baseline") or {}).get("accuracy")
     set_threads(threads)
 
+    store = ArtifactStore(tempfile.mkdtemp(prefix="netreduce-bench-inprocess-"))
+
     def run(technique: str, params: dict) -> float:
+        """The job's work, as the worker does it: run, then save each kept model with its ONNX export and
+        onnxruntime figures (what a job stores), without the queue, the database or HTTP."""
         ctx = Context(data, model, spec, accuracy)
         t0 = time.perf_counter()
-        Runner(ctx, latency_runs=latency_runs).run([Step(technique=technique, params=params)], model, spec)
+        results = Runner(ctx, latency_runs=latency_runs).run([Step(technique=technique, params=params)], model, spec)
+        for r in results:
+            if r.model is not None and not r.row.trial:
+                name, _ = store.save(r.model, r.spec, "inprocess")
+                recipe = [s.model_dump(mode="json") for s in r.row.recipe]
+                calibration = calibration_for(recipe, r.row.seed, Settings().calibration_samples)
+                add_onnx_figures(store, name, r.model, r.row.measurement, data, calibration, latency_runs)
         return time.perf_counter() - t0
 
     return run
