@@ -12,7 +12,7 @@ import base64
 import html
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from compress.pareto import DEFAULT_OBJECTIVES, ObjectivesArg, objective_value, pareto_flags, parse_objectives
 from compress.recommend import Recommendation, accuracy_drop, find_baseline
@@ -126,6 +126,18 @@ def _recommendation_lines(rec: Recommendation | None) -> list[tuple[str, str]]:
     return out
 
 
+class _Page(NamedTuple):
+    """What both formats render: the table's cells, the chosen row, the recommendation's lines, the plot."""
+
+    title: str
+    intro: str
+    cells: list[list[str]]
+    chosen_i: int | None
+    rec_lines: list[tuple[str, str]]
+    excluded: Sequence[Any]
+    plot_svg: str | bytes | None
+
+
 def render_report(
     rows: Sequence[Mapping[str, Any]],
     recommendation: Recommendation | None,
@@ -155,11 +167,12 @@ def render_report(
     )
     rec_lines = _recommendation_lines(recommendation)
     excluded = recommendation.excluded if recommendation else []
+    page = _Page(title, intro, cells, chosen_i, rec_lines, excluded, plot_svg)
     if fmt == "md":
-        text = _markdown(title, intro, cells, chosen_i, rec_lines, excluded, plot_svg)
+        text = _markdown(page)
         return text if writeup is None else _insert(text, "## Recommendation", _writeup_md(writeup))
-    page = _html(title, intro, cells, chosen_i, rec_lines, excluded, plot_svg)
-    return page if writeup is None else _insert(page, "<h2>Recommendation</h2>", _writeup_html(writeup))
+    doc = _html(page)
+    return doc if writeup is None else _insert(doc, "<h2>Recommendation</h2>", _writeup_html(writeup))
 
 
 def _insert(text: str, before: str, block: str) -> str:
@@ -211,15 +224,8 @@ def _md(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text).replace("\n", " ")
 
 
-def _markdown(
-    title: str,
-    intro: str,
-    cells: list[list[str]],
-    chosen_i: int | None,
-    rec_lines: list[tuple[str, str]],
-    excluded: Sequence[Any],
-    plot_svg: str | bytes | None,
-) -> str:
+def _markdown(page: _Page) -> str:
+    title, intro, cells, chosen_i, rec_lines, excluded, plot_svg = page
     out = [f"# {_md(title)}", "", "## Recommendation", ""]
     out += [f"- **{head}:** {_md(text)}" for head, text in rec_lines]
     if excluded:
@@ -252,15 +258,8 @@ figure svg { max-width: 100%; height: auto; }
 """
 
 
-def _html(
-    title: str,
-    intro: str,
-    cells: list[list[str]],
-    chosen_i: int | None,
-    rec_lines: list[tuple[str, str]],
-    excluded: Sequence[Any],
-    plot_svg: str | bytes | None,
-) -> str:
+def _html(page: _Page) -> str:
+    title, intro, cells, chosen_i, rec_lines, excluded, plot_svg = page
     e = html.escape
     out = [
         "<!DOCTYPE html>",
