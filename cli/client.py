@@ -116,6 +116,14 @@ def wait_for_job(client: httpx.Client, job: dict[str, Any], poll_s: float, conso
             time.sleep(poll_s)
 
 
+def succeeded(job: dict[str, Any], out: Console) -> bool:
+    """Whether the finished job succeeded; when not, its status and why, in red."""
+    if job["status"] == "succeeded":
+        return True
+    out.print(f"[red]job {job['id']} {job['status']}: {job.get('error') or job.get('stage') or ''}[/red]")
+    return False
+
+
 def cmd_submit(args: argparse.Namespace, client: httpx.Client) -> int:
     try:
         params = json.loads(args.params) if args.params else {}
@@ -130,8 +138,7 @@ def cmd_submit(args: argparse.Namespace, client: httpx.Client) -> int:
     if not args.wait:
         return 0
     job = wait_for_job(client, job, args.poll, _console(stderr=True))
-    if job["status"] != "succeeded":
-        out.print(f"[red]job {job['id']} {job['status']}: {job.get('error') or job.get('stage') or ''}[/red]")
+    if not succeeded(job, out):
         return 1
     rows = job.get("rows") or []
     out.print(f"job {job['id']} succeeded: {len(rows)} row(s)")
@@ -219,8 +226,7 @@ def cmd_retime(args: argparse.Namespace, client: httpx.Client) -> int:
     if not args.wait:
         return 0
     job = wait_for_job(client, job, args.poll, _console(stderr=True))
-    if job["status"] != "succeeded":
-        out.print(f"[red]job {job['id']} {job['status']}: {job.get('error') or job.get('stage') or ''}[/red]")
+    if not succeeded(job, out):
         return 1
     out.print(f"job {job['id']}: {job.get('stage')} (session {(job.get('notes') or {}).get('session_id')})")
     return 0
