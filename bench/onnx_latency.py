@@ -1,4 +1,4 @@
-"""Issue 17 #4: every technique on mnist-cnn, PyTorch eager vs onnxruntime (CPU provider) latency side by
+"""Every technique on mnist-cnn, PyTorch eager vs onnxruntime (CPU provider) latency side by
 side at batch 1 and 64, in interleaved rounds within this one run; and whether the int8 row reaches ≥ 3×
 vs fp32 at batch 64 in onnxruntime too.
 

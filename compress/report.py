@@ -12,37 +12,26 @@ import base64
 import html
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from compress.pareto import DEFAULT_OBJECTIVES, ObjectivesArg, objective_value, pareto_flags, parse_objectives
 from compress.recommend import Recommendation, accuracy_drop, find_baseline
+from compress.result_columns import REPORT_COLUMNS, columns, format_value
 from compress.writeup import GROUP_COLUMNS, Writeup
 
 ReportFormat = Literal["md", "html"]
 
-COLUMNS = (
-    "front",
-    "label",
-    "technique",
-    "accuracy (%)",
-    "drop (points)",
-    "bytes",
-    "size vs base",
-    "ops / sample",
-    "ops vs base",
-    "latency bs64 (ms)",
-    "trial",
-)
-FRONT_MARK = "★"
+_REPORT = columns(REPORT_COLUMNS)
+COLUMNS = tuple(c.heading for c in _REPORT)
+"""The table's headings, from the one declaration of a result row (``compress.result_columns``)."""
+_ALIGN = {"front": "c", "text": "l"}
+"""Cell alignment by column kind: the front mark centred, text left, numbers right."""
+FRONT_MARK = format_value(True, "front")
 _ARROWS = {"max": "↑", "min": "↓"}
 
 
-def _int(v: float | None) -> str:
-    return "—" if v is None else f"{v:,.0f}"
-
-
-def _pct(v: float | None, base: float | None) -> str:
-    return "—" if v is None or base is None or base <= 0 else f"{100 * v / base:.1f} %"
+def _share(v: float | None, base: float | None) -> float | None:
+    return None if v is None or base is None or base <= 0 else v / base
 
 
 def front_flags(
@@ -65,29 +54,45 @@ def table_cells(
     base = rows[bi] if bi is not None else None
     out = []
     for i, (r, flag) in enumerate(zip(rows, flags, strict=True)):
-        acc = objective_value(r, "accuracy")
-        drop = accuracy_drop(r, base, is_baseline=i == bi)
-        lat = objective_value(r, "latency_ms_bs64")
-
-        def base_of(key: str) -> float | None:
-            return objective_value(base, key) if base is not None else None
-
-        out.append(
-            [
-                FRONT_MARK if flag else "",
-                str(r.get("label", "")),
-                str(r.get("technique", "")),
-                "—" if acc is None else f"{acc:.2f}",
-                "—" if drop is None else f"{drop:+.2f}",
-                _int(objective_value(r, "bytes")),
-                _pct(objective_value(r, "bytes"), base_of("bytes")),
-                _int(objective_value(r, "ops")),
-                _pct(objective_value(r, "ops"), base_of("ops")),
-                "—" if lat is None else f"{lat:.2f}",
-                "yes" if r.get("trial") else "",
-            ]
-        )
+        values = _report_values(r, base, flag, is_baseline=i == bi)
+        out.append([_cell(values[c.name], c.kind) for c in _REPORT])
     return out
+
+
+def _report_values(
+    r: Mapping[str, Any], base: Mapping[str, Any] | None, flag: bool | None, is_baseline: bool
+) -> dict[str, Any]:
+    """The report's columns of one row, the drop and ratios computed against ``base`` (the row may come
+    from ``/comparison`` or straight from the runner, which fills neither)."""
+
+    def value(key: str) -> float | None:
+        return objective_value(r, key)
+
+    def base_of(key: str) -> float | None:
+        return objective_value(base, key) if base is not None else None
+
+    return {
+        "pareto": bool(flag),
+        "label": str(r.get("label", "")),
+        "technique": str(r.get("technique", "")),
+        "accuracy": value("accuracy"),
+        "accuracy_drop": accuracy_drop(r, base, is_baseline=is_baseline),
+        "bytes": value("bytes"),
+        "size_ratio": _share(value("bytes"), base_of("bytes")),
+        "ops": value("ops"),
+        "ops_ratio": _share(value("ops"), base_of("ops")),
+        "latency_ms_bs64": value("latency_ms_bs64"),
+        "trial": bool(r.get("trial")),
+    }
+
+
+def _cell(value: Any, kind: str) -> str:
+    """As every table formats it, except that the report leaves a false flag blank."""
+    if kind == "bool" and not value:
+        return ""
+    if kind == "int" and value is not None:
+        value = round(value)
+    return format_value(value, kind)
 
 
 def _objectives_words(objectives: ObjectivesArg) -> str:
@@ -121,6 +126,18 @@ def _recommendation_lines(rec: Recommendation | None) -> list[tuple[str, str]]:
     return out
 
 
+class _Page(NamedTuple):
+    """What both formats render: the table's cells, the chosen row, the recommendation's lines, the plot."""
+
+    title: str
+    intro: str
+    cells: list[list[str]]
+    chosen_i: int | None
+    rec_lines: list[tuple[str, str]]
+    excluded: Sequence[Any]
+    plot_svg: str | bytes | None
+
+
 def render_report(
     rows: Sequence[Mapping[str, Any]],
     recommendation: Recommendation | None,
@@ -150,11 +167,12 @@ def render_report(
     )
     rec_lines = _recommendation_lines(recommendation)
     excluded = recommendation.excluded if recommendation else []
+    page = _Page(title, intro, cells, chosen_i, rec_lines, excluded, plot_svg)
     if fmt == "md":
-        text = _markdown(title, intro, cells, chosen_i, rec_lines, excluded, plot_svg)
+        text = _markdown(page)
         return text if writeup is None else _insert(text, "## Recommendation", _writeup_md(writeup))
-    page = _html(title, intro, cells, chosen_i, rec_lines, excluded, plot_svg)
-    return page if writeup is None else _insert(page, "<h2>Recommendation</h2>", _writeup_html(writeup))
+    doc = _html(page)
+    return doc if writeup is None else _insert(doc, "<h2>Recommendation</h2>", _writeup_html(writeup))
 
 
 def _insert(text: str, before: str, block: str) -> str:
@@ -206,15 +224,8 @@ def _md(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text).replace("\n", " ")
 
 
-def _markdown(
-    title: str,
-    intro: str,
-    cells: list[list[str]],
-    chosen_i: int | None,
-    rec_lines: list[tuple[str, str]],
-    excluded: Sequence[Any],
-    plot_svg: str | bytes | None,
-) -> str:
+def _markdown(page: _Page) -> str:
+    title, intro, cells, chosen_i, rec_lines, excluded, plot_svg = page
     out = [f"# {_md(title)}", "", "## Recommendation", ""]
     out += [f"- **{head}:** {_md(text)}" for head, text in rec_lines]
     if excluded:
@@ -222,11 +233,7 @@ def _markdown(
         out += [f"| {_md(e.row.label)} | {_md(e.detail)} |" for e in excluded]
     out += ["", "## Comparison table", "", _md(intro), ""]
     out.append("| " + " | ".join(COLUMNS) + " |")
-    out.append(
-        "|"
-        + "|".join(":-:" if c == "front" else "---" if c in ("label", "technique") else "--:" for c in COLUMNS)
-        + "|"
-    )
+    out.append("|" + "|".join({"c": ":-:", "l": "---"}.get(_ALIGN.get(c.kind, ""), "--:") for c in _REPORT) + "|")
     for i, row in enumerate(cells):
         vals = [_md(v) for v in row]
         if i == chosen_i:
@@ -251,15 +258,8 @@ figure svg { max-width: 100%; height: auto; }
 """
 
 
-def _html(
-    title: str,
-    intro: str,
-    cells: list[list[str]],
-    chosen_i: int | None,
-    rec_lines: list[tuple[str, str]],
-    excluded: Sequence[Any],
-    plot_svg: str | bytes | None,
-) -> str:
+def _html(page: _Page) -> str:
+    title, intro, cells, chosen_i, rec_lines, excluded, plot_svg = page
     e = html.escape
     out = [
         "<!DOCTYPE html>",
@@ -286,9 +286,9 @@ def _html(
         classes = [c for c, on in (("front", row[0] == FRONT_MARK), ("chosen", i == chosen_i)) if on]
         attr = f' class="{" ".join(classes)}"' if classes else ""
         tds = []
-        for col, v in zip(COLUMNS, row, strict=True):
-            cls = ' class="c"' if col == "front" else ' class="l"' if col in ("label", "technique") else ""
-            shown = f"{v} (chosen)" if col == "label" and i == chosen_i else v
+        for col, v in zip(_REPORT, row, strict=True):
+            cls = f' class="{_ALIGN[col.kind]}"' if col.kind in _ALIGN else ""
+            shown = f"{v} (chosen)" if col.name == "label" and i == chosen_i else v
             tds.append(f"<td{cls}>{e(shown)}</td>")
         out.append(f"<tr{attr}>" + "".join(tds) + "</tr>")
     out.append("</table>")

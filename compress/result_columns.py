@@ -258,6 +258,22 @@ TERMINAL_COLUMNS: tuple[str, ...] = tuple(
 """The dashboard's columns that fit a terminal (``netreduce up``, ``netreduce comparison``)."""
 
 
+REPORT_COLUMNS: tuple[str, ...] = (
+    "pareto",
+    "label",
+    "technique",
+    "accuracy",
+    "accuracy_drop",
+    "bytes",
+    "size_ratio",
+    "ops",
+    "ops_ratio",
+    "latency_ms_bs64",
+    "trial",
+)
+"""The course report's comparison table (``compress.report``): what fits a printed page."""
+
+
 def columns(names: tuple[str, ...] | list[str]) -> list[ResultColumn]:
     """The declared columns of these names, in the order given (KeyError on an unknown name)."""
     return [BY_NAME[n] for n in names]

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from compress.recommend import Recommendation, find_baseline
+from compress.result_columns import columns, format_value
 from compress.stats import split_adequacy
 from compress.sweep import lab_groups
 
@@ -23,16 +24,19 @@ PRIORITY_WORDS = {
     "latency": ("latency", "latency_ms_bs64", "of its time per batch of 64"),
     "balanced": ("a balance of the three", None, ""),
 }
+_DROP, _P, _SIZE, _OPS, _SPEEDUP = columns(["accuracy_drop", "drop_p_value", "size_ratio", "ops_ratio", "speedup_bs64"])
 GROUP_COLUMNS = (
     "row",
     "accuracy % [95 % CI]",
-    "drop (points)",
-    "p",
+    _DROP.heading,
+    _P.heading,
     "verdict",
-    "size vs base",
-    "ops vs base",
-    "× bs64",
+    _SIZE.heading,
+    _OPS.heading,
+    _SPEEDUP.heading,
 )
+"""A lab group's table: the declared columns (``compress.result_columns``) with their headings and formats, the
+accuracy with its interval in one cell, and the verdict of the paired test."""
 
 
 class Writeup(BaseModel):
@@ -57,24 +61,22 @@ def verdict(row: Mapping[str, Any]) -> str:
     return "significantly worse" if (row.get("accuracy_drop") or 0) > 0 else "significantly better"
 
 
-def _pct(value: Any, base: Any) -> str:
-    return "—" if not value or not base else f"{100 * value / base:.1f} %"
+def _share(value: Any, base: Any) -> float | None:
+    return None if not value or not base else value / base
 
 
 def _cells(row: Mapping[str, Any], base: Mapping[str, Any]) -> list[str]:
     acc, low, high = row.get("accuracy"), row.get("accuracy_ci_low"), row.get("accuracy_ci_high")
     shown = "—" if acc is None else f"{acc:.2f}" + ("" if low is None else f" [{low:.1f}, {high:.1f}]")
-    p = row.get("drop_p_value")
-    drop = row.get("accuracy_drop")
     return [
         str(row.get("label", "")),
         shown,
-        "—" if drop is None else f"{drop:+.2f}",
-        "—" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}"),
+        format_value(row.get(_DROP.name), _DROP.kind),
+        format_value(row.get(_P.name), _P.kind),
         verdict(row),
-        _pct(row.get("bytes"), base.get("bytes")),
-        _pct(row.get("ops"), base.get("ops")),
-        "—" if row.get("speedup_bs64") is None else f"{row['speedup_bs64']:.2f}×",
+        format_value(_share(row.get("bytes"), base.get("bytes")), _SIZE.kind),
+        format_value(_share(row.get("ops"), base.get("ops")), _OPS.kind),
+        format_value(row.get(_SPEEDUP.name), _SPEEDUP.kind),
     ]
 
 
