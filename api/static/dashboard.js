@@ -77,7 +77,8 @@ async function pollJobs() {
     let finished = false;
     for (const j of page.items) {
       const before = state.jobStatus.get(j.id);
-      if (TERMINAL.has(j.status) && before !== undefined && !TERMINAL.has(before)) finished = true;
+      // finished since the last poll, or first seen finished (submitted elsewhere: the CLI, another tab)
+      if (TERMINAL.has(j.status) && (before === undefined || !TERMINAL.has(before))) finished = true;
       if (!TERMINAL.has(j.status)) active = true;
       state.jobStatus.set(j.id, j.status);
     }
