@@ -52,7 +52,7 @@ from torch import nn
 from torch.nn.utils import parametrize, prune
 
 from compress import pooling
-from compress.layer_spec import ModelSpec, build_layers
+from compress.layer_spec import ModelSpec, build_float
 
 OPSET = 17
 INPUT_NAME = "input"
@@ -125,7 +125,7 @@ def _dequantized_twin(qmodel: nn.Module, spec: ModelSpec) -> nn.Module:
     here too; a fused ReLU stays a ReLU."""
     from compress.techniques.quantize import FloatIsland
 
-    twin = build_layers(spec.layers)
+    twin = build_float(spec)
     with torch.no_grad():
         for name, layer in list(_leaves(twin)):
             try:
@@ -176,7 +176,7 @@ def float_twin(model: nn.Module, spec: ModelSpec) -> nn.Module:
     kinds = [step.get("kind", "") for step in spec.transforms]
     if any(k in ("quantize-int8", "quantize-dynamic") for k in kinds):
         return _dequantized_twin(model, spec)
-    twin = build_layers(spec.layers)
+    twin = build_float(spec)
     state: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         for key in twin.state_dict():
