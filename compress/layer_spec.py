@@ -182,9 +182,7 @@ def build_layers(layers: list[LayerSpec]) -> nn.Sequential:
 def build_network(network: NetworkSpec, in_channels: int) -> nn.Module:
     """The torchvision network ``network`` names, untrained, its stem taking ``in_channels``."""
     if network.name not in TORCHVISION_NETWORKS:
-        raise SpecError(
-            f"network '{network.name}' is not allowed; allowed networks: {', '.join(TORCHVISION_NETWORKS)}"
-        )
+        raise SpecError(f"network '{network.name}' is not allowed; allowed networks: {', '.join(TORCHVISION_NETWORKS)}")
     for key, value in network.args.items():
         if key in ("weights", "weights_backbone", "progress") or not isinstance(value, int | float | bool):
             raise SpecError(f"network '{network.name}': argument '{key}' must be a JSON number or bool")

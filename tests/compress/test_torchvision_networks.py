@@ -1,0 +1,102 @@
+"""Whole torchvision networks: built by name, reduced by every technique, reloaded from safetensors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from compress.architectures import get_architecture
+from compress.baseline import resolve_spec
+from compress.datasets import DatasetSplit
+from compress.layer_spec import TORCHVISION_NETWORKS, ModelSpec, SpecError, build_model
+from compress.persistence import model_from_bytes, model_to_bytes
+from compress.techniques.base import Context, Variant, get_technique
+
+SMALL = ("resnet18", "mobilenet_v2")
+
+
+def _data(shape: tuple[int, ...], n: int = 8) -> DatasetSplit:
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(n, *shape, generator=g), torch.randint(0, 10, (n,), generator=g)
+    return DatasetSplit("synthetic", x, y, x[:4], y[:4], 10, (0.0,), (1.0,))
+
+
+def _net(name: str, shape: tuple[int, int, int] = (3, 32, 32)) -> tuple[nn.Module, ModelSpec, DatasetSplit]:
+    spec = resolve_spec(name, shape, 10)
+    torch.manual_seed(0)
+    return build_model(spec).eval(), spec, _data(shape)
+
+
+def _apply(name: str, technique: str, **params: object) -> tuple[Variant, DatasetSplit, nn.Module]:
+    model, spec, data = _net(name)
+    tech = get_technique(technique)
+    variant = tech.apply(model, spec, tech.params_model(**params), Context(data, model, spec))
+    assert isinstance(variant, Variant)
+    return variant, data, model
+
+
+def _reloads(variant: Variant, data: DatasetSplit) -> nn.Module:
+    loaded, spec = model_from_bytes(model_to_bytes(variant.model, variant.spec))
+    assert spec == variant.spec
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(data.eval_x), variant.model.eval()(data.eval_x))
+    return loaded
+
+
+@pytest.mark.parametrize("name", [n for n in TORCHVISION_NETWORKS if n != "vgg11_bn"])
+def test_builds_by_name_and_reloads(name: str) -> None:
+    model, spec, data = _net(name)
+    assert spec.network is not None and spec.network.name == name and spec.layers == []
+    assert model(data.eval_x).shape == (4, 10)
+    _reloads(Variant(model, spec), data)
+
+
+def test_layer_names_are_module_paths_and_stem_takes_the_input_channels() -> None:
+    model, spec, data = _net("resnet18", (1, 28, 28))
+    assert model.get_submodule("layer1.0.conv1").weight.shape == (64, 64, 3, 3)
+    assert model.conv1.in_channels == 1 and model(data.eval_x).shape == (4, 10)
+    assert get_architecture("resnet18").spec().network.args == {"num_classes": 10}  # type: ignore[union-attr]
+
+
+def test_bad_arguments_and_unknown_networks_are_spec_errors() -> None:
+    bad = {"input_shape": [3, 32, 32], "num_classes": 10, "network": {"name": "resnet18", "args": {"x": [1]}}}
+    with pytest.raises(SpecError, match="argument 'x' must be a JSON number"):
+        build_model(ModelSpec.model_validate(bad))
+    spec = ModelSpec.model_validate(
+        {"input_shape": [3, 32, 32], "num_classes": 10, "network": {"name": "vit_b_16", "args": {}}}
+    )
+    with pytest.raises(SpecError, match="allowed networks: resnet18"):
+        build_model(spec)
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_prune_channels_remove_gives_a_smaller_network_that_reloads(name: str) -> None:
+    variant, data, model = _apply(name, "prune-channels", amount=0.5, mode="remove", epochs=0)
+    small = sum(p.numel() for p in variant.model.parameters())
+    assert small < 0.5 * sum(p.numel() for p in model.parameters())
+    assert variant.spec.transforms[-1]["kind"] == "prune-channels"
+    fc = variant.model.get_submodule("fc" if name == "resnet18" else "classifier.1")
+    assert fc.out_features == 10
+    loaded = _reloads(variant, data)
+    assert sum(p.numel() for p in loaded.parameters()) == small
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_prune_channels_mask_keeps_shapes_and_zeroes_channels(name: str) -> None:
+    variant, data, model = _apply(name, "prune-channels", amount=0.5, mode="mask", epochs=1, batch_size=4)
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    assert {k: v.shape for k, v in variant.model.state_dict().items()} == shapes
+    conv = variant.model.get_submodule("layer1.0.conv1" if name == "resnet18" else "features.1.conv.0.0")
+    zero = (conv.weight.flatten(1).abs().sum(1) == 0).sum()
+    assert zero == conv.out_channels // 2
+    assert variant.notes["channels"]
+    _reloads(variant, data)
+
+
+def test_prune_channels_per_layer_amount_and_unknown_layer() -> None:
+    variant, data, _ = _apply("resnet18", "prune-channels", amount={"layer1.0.conv1": 0.25}, mode="remove", epochs=0)
+    assert variant.model.get_submodule("layer1.0.conv1").out_channels == 48
+    assert variant.model.get_submodule("layer1.0.conv2").in_channels == 48
+    with pytest.raises(ValueError, match="layers whose channels can be pruned"):
+        _apply("resnet18", "prune-channels", amount={"fc": 0.5})
