@@ -100,3 +100,57 @@ def test_prune_channels_per_layer_amount_and_unknown_layer() -> None:
     assert variant.model.get_submodule("layer1.0.conv2").in_channels == 48
     with pytest.raises(ValueError, match="layers whose channels can be pruned"):
         _apply("resnet18", "prune-channels", amount={"fc": 0.5})
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_separable_splits_the_heaviest_inner_conv_and_reloads(name: str) -> None:
+    variant, data, model = _apply(name, "separable", top_k=2, epochs=0)
+    layers = variant.notes["separable_layers"]
+    eligible = [
+        n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.groups == 1 and m.kernel_size[0] > 1
+    ]
+    eligible.sort(key=lambda n: -model.get_submodule(n).weight.numel())
+    assert layers == eligible[:2] and all("." in n for n in layers)  # mobilenet_v2: only its stem is k×k, groups 1
+    assert variant.model.get_submodule(f"{layers[0]}.h").kernel_size == (1, 3)
+    assert variant.spec.transforms[-1] == {"kind": "separable", "ranks": variant.notes["rank"]}
+    _reloads(variant, data)
+
+
+def test_separable_refuses_a_depthwise_conv_by_name() -> None:
+    model, spec, _ = _net("mobilenet_v2")
+    tech = get_technique("separable")
+    with pytest.raises(ValueError, match="features.1.conv.0.0"):
+        tech.check_params_against(spec, tech.params_model(layers=["features.1.conv.0.0"]))  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_orthogonal_on_a_named_inner_layer_reloads(name: str) -> None:
+    layer = "layer2.0.conv1" if name == "resnet18" else "features.3.conv.1.0"
+    variant, data, _ = _apply(name, "orthogonal", layers=[layer], epochs=0)
+    w = variant.model.get_submodule(layer).weight.flatten(1)
+    rows = min(w.shape)
+    gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+    torch.testing.assert_close(gram, torch.eye(rows), atol=1e-4, rtol=1e-4)
+    _reloads(variant, data)
+
+
+@pytest.mark.parametrize("name", SMALL)
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_prune_l1_reaches_every_inner_conv(name: str, scope: str) -> None:
+    variant, data, model = _apply(name, "prune-l1", amount=0.5, scope=scope, epochs=0)
+    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    zeros = sum(int((variant.model.get_submodule(n).weight == 0).sum()) for n in convs)
+    total = sum(model.get_submodule(n).weight.numel() for n in convs)
+    assert zeros == pytest.approx(total / 2, rel=0.01)
+    _reloads(variant, data)
+
+
+def test_narrow_uses_mobilenets_width_multiplier_and_refuses_resnet() -> None:
+    variant, data, model = _apply("mobilenet_v2", "narrow", width=0.5, epochs=1, batch_size=4)
+    assert variant.spec.network.args["width_mult"] == 0.5  # type: ignore[union-attr]
+    assert variant.model.features[0][0].out_channels == 16 and model.features[0][0].out_channels == 32
+    _reloads(variant, data)
+    _, spec, _ = _net("resnet18")
+    tech = get_technique("narrow")
+    with pytest.raises(ValueError, match="resnet18 has no width multiplier; networks with one: mobilenet_v2"):
+        tech.check_params_against(spec, tech.params_model())  # type: ignore[misc]
