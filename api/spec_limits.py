@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from compress.baseline import resolve_spec
-from compress.layer_spec import LayerSpec, ModelSpec, build_float, build_layers
+from compress.layer_spec import LayerSpec, ModelSpec, build_float
 from store.settings import Settings
 
 
