@@ -10,6 +10,7 @@ from compress.architectures import get_architecture
 from compress.baseline import resolve_spec
 from compress.datasets import DatasetSplit
 from compress.layer_spec import TORCHVISION_NETWORKS, ModelSpec, SpecError, build_model
+from compress.ops_count import count_ops, flop_counter_flops
 from compress.persistence import model_from_bytes, model_to_bytes
 from compress.techniques.base import Context, Variant, get_technique
 
@@ -154,3 +155,24 @@ def test_narrow_uses_mobilenets_width_multiplier_and_refuses_resnet() -> None:
     tech = get_technique("narrow")
     with pytest.raises(ValueError, match="resnet18 has no width multiplier; networks with one: mobilenet_v2"):
         tech.check_params_against(spec, tech.params_model())  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name", TORCHVISION_NETWORKS)
+def test_macs_are_flop_counter_mode_over_two_and_other_ops_have_module_paths(name: str) -> None:
+    model, spec, _ = _net(name)
+    report = count_ops(model, spec.input_shape)
+    assert report.macs == flop_counter_flops(model, spec.input_shape) // 2
+    rows = {r.name: r for r in report.layers}
+    assert report.other_ops == sum(r.other_ops for r in report.layers) > 0
+    assert report.activation_ops == sum(r.activation_ops for r in report.layers) > 0
+    if name == "resnet18":  # 64 channels × 8×8 after the stem and max-pool: one add per element
+        assert (rows["layer1.0"].type, rows["layer1.0"].other_ops, rows["layer1.0"].macs) == ("BasicBlock", 4096, 0)
+        assert rows["bn1"].other_ops == 64 * 16 * 16 and rows["maxpool"].other_ops == 64 * 8 * 8 * 9
+    if name == "efficientnet_b0":  # squeeze-excitation scales each of 32 × 16×16 elements
+        assert rows["features.1.0.block.1"].other_ops == 32 * 16 * 16
+
+
+def test_sequential_models_keep_their_macs_and_activation_ops() -> None:
+    spec = resolve_spec("digits-cnn")
+    report = count_ops(build_model(spec), spec.input_shape)
+    assert (report.macs, report.activation_ops, report.other_ops) == (337536, 3136, 32 * 4 * 4 * 4)
