@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import onnxruntime
 import pytest
 import torch
 from torch import nn
@@ -9,6 +10,7 @@ from torch import nn
 from compress.architectures import get_architecture
 from compress.baseline import resolve_spec
 from compress.datasets import DatasetSplit
+from compress.export_onnx import export_onnx
 from compress.layer_spec import TORCHVISION_NETWORKS, ModelSpec, SpecError, build_model
 from compress.ops_count import count_ops, flop_counter_flops
 from compress.persistence import model_from_bytes, model_to_bytes
@@ -176,3 +178,13 @@ def test_sequential_models_keep_their_macs_and_activation_ops() -> None:
     spec = resolve_spec("digits-cnn")
     report = count_ops(build_model(spec), spec.input_shape)
     assert (report.macs, report.activation_ops, report.other_ops) == (337536, 3136, 32 * 4 * 4 * 4)
+
+
+@pytest.mark.parametrize("technique", ["prune-channels", "separable"])
+def test_structural_variants_of_a_network_export_to_onnx(technique: str) -> None:
+    variant, data, _ = _apply("resnet18", technique, epochs=0)
+    exported = export_onnx(variant.model, variant.spec)
+    session = onnxruntime.InferenceSession(exported.data, providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {session.get_inputs()[0].name: data.eval_x.numpy()})
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(out), variant.model(data.eval_x), atol=1e-4, rtol=1e-4)
