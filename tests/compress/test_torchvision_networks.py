@@ -8,13 +8,14 @@ import torch
 from torch import nn
 
 from compress.architectures import get_architecture
-from compress.baseline import resolve_spec
+from compress.baseline import resolve_spec, train_baseline
 from compress.datasets import DatasetSplit
 from compress.export_onnx import export_onnx
 from compress.layer_spec import TORCHVISION_NETWORKS, ModelSpec, SpecError, build_model
 from compress.ops_count import count_ops, flop_counter_flops
 from compress.persistence import model_from_bytes, model_to_bytes
 from compress.techniques.base import Context, Variant, get_technique
+from compress.training import TrainConfig
 
 SMALL = ("resnet18", "mobilenet_v2")
 
@@ -188,3 +189,12 @@ def test_structural_variants_of_a_network_export_to_onnx(technique: str) -> None
     (out,) = session.run(None, {session.get_inputs()[0].name: data.eval_x.numpy()})
     with torch.no_grad():
         torch.testing.assert_close(torch.from_numpy(out), variant.model(data.eval_x), atol=1e-4, rtol=1e-4)
+
+
+def test_a_network_base_model_trains_measures_and_reloads() -> None:
+    spec = resolve_spec("mobilenet_v3_small", (1, 28, 28), 10)
+    data = _data((1, 28, 28), n=16)
+    base = train_baseline(spec, data, TrainConfig(epochs=1, batch_size=8), latency_runs=1)
+    assert base.measurement.other_ops > 0 and base.measurement.accuracy is not None
+    assert any(r.name == "features.1.block.1" and r.other_ops for r in base.measurement.layers)
+    _reloads(Variant(base.model.eval(), base.spec), data)
