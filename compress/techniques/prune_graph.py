@@ -89,8 +89,9 @@ def mask_channels(model: nn.Module, spec: ModelSpec, amount: float | dict[str, f
     changes: dict[str, str] = {}
     for name, mask in masks.items():
         module = model.get_submodule(name)
-        shape = (-1,) + (1,) * (module.weight.dim() - 1)
-        prune.custom_from_mask(module, "weight", mask.view(shape).expand_as(module.weight))
+        weight = module.weight
+        assert isinstance(weight, torch.Tensor)
+        prune.custom_from_mask(module, "weight", mask.view((-1,) + (1,) * (weight.dim() - 1)).expand_as(weight))
         if module.bias is not None:
             prune.custom_from_mask(module, "bias", mask)
         if isinstance(module, nn.Conv2d | nn.Linear):
