@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from compress.baseline import resolve_spec
-from compress.layer_spec import LayerSpec, ModelSpec, build_layers
+from compress.layer_spec import LayerSpec, ModelSpec, build_float
 from store.settings import Settings
 
 
@@ -65,7 +65,7 @@ def footprint(spec: ModelSpec) -> Footprint:
         return hook
 
     with torch.device("meta"):
-        model = build_layers(spec.layers)
+        model = build_float(spec)
         leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
         handles = [m.register_forward_hook(record(n)) for n, m in leaves]
         try:

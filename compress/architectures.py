@@ -2,7 +2,8 @@
 
 ``get_architecture(name).spec(input_shape, num_classes)`` gives the ModelSpec; the flatten size
 of the first linear layer follows from the input shape, so the same architecture fits any
-compatible data set.
+compatible data set. A torchvision architecture (``network`` set) is a whole network spec
+(``ModelSpec.network``): its layers are torchvision's module paths.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from compress.layer_spec import LayerSpec, ModelSpec, refit_inputs
+from compress.layer_spec import LayerSpec, ModelSpec, NetworkSpec, refit_inputs
 from compress.registry import Registry
 
 
@@ -24,10 +25,15 @@ class Architecture:
     default_dataset: str
     layers: Callable[[tuple[int, int, int], int], list[dict[str, Any]]]
     training: dict[str, Any] = field(default_factory=dict)
+    network: str = ""
+    """torchvision model name when the architecture is a whole torchvision network."""
 
     def spec(self, input_shape: tuple[int, int, int] | None = None, num_classes: int | None = None) -> ModelSpec:
         shape = input_shape or self.input_shape
         classes = num_classes or self.num_classes
+        if self.network:
+            net = NetworkSpec(name=self.network, args={"num_classes": classes})
+            return ModelSpec(input_shape=shape, num_classes=classes, network=net)
         layers = [LayerSpec(**layer) for layer in self.layers(shape, classes)]  # type: ignore[arg-type]
         return ModelSpec(input_shape=shape, num_classes=classes, layers=refit_inputs(layers, shape))
 
@@ -113,8 +119,8 @@ def _lenet5(shape: tuple[int, int, int], classes: int) -> list[dict[str, Any]]:
     ]
 
 
-def _resnet18(shape: tuple[int, int, int], classes: int) -> list[dict[str, Any]]:
-    return [{"name": "net", "type": "tv.resnet18", "args": {"num_classes": classes}}]
+def _no_layers(shape: tuple[int, int, int], classes: int) -> list[dict[str, Any]]:
+    return []
 
 
 register_architecture(
@@ -150,13 +156,23 @@ register_architecture(
         _lenet5,
     )
 )
-register_architecture(
-    Architecture(
-        "resnet18",
-        "torchvision's quantizable ResNet-18 (fusable, int8-convertible) for 32x32x3.",
-        (3, 32, 32),
-        10,
-        "cifar10",
-        _resnet18,
+_TORCHVISION = {
+    "resnet18": "ResNet-18 (residual basic blocks), ~11 M parameters.",
+    "resnet50": "ResNet-50 (residual bottleneck blocks), ~24 M parameters.",
+    "mobilenet_v2": "MobileNetV2 (inverted residuals, depthwise convs; width_mult narrows it).",
+    "mobilenet_v3_small": "MobileNetV3-Small (squeeze-excitation, hardswish; width_mult narrows it).",
+    "efficientnet_b0": "EfficientNet-B0 (MBConv blocks with squeeze-excitation, SiLU).",
+    "vgg11_bn": "VGG-11 with BatchNorm (plain conv stack, ~129 M parameters, most in the classifier).",
+}
+for _name, _about in _TORCHVISION.items():
+    register_architecture(
+        Architecture(
+            _name,
+            f"torchvision's {_about} Untrained (weights=None); layers are its module paths (layer1.0.conv1).",
+            (3, 32, 32),
+            10,
+            "cifar10",
+            _no_layers,
+            network=_name,
+        )
     )
-)

@@ -52,7 +52,7 @@ from torch import nn
 from torch.nn.utils import parametrize, prune
 
 from compress import pooling
-from compress.layer_spec import ModelSpec, build_layers
+from compress.layer_spec import ModelSpec, build_float
 
 OPSET = 17
 INPUT_NAME = "input"
@@ -73,6 +73,22 @@ class OnnxExport:
 
 
 # -- the float twin ---------------------------------------------------------------------------------
+
+
+STRUCTURAL = ("prune-channels", "separable")
+"""Transforms that only change float shapes (pruned channels, separated convs of a whole network)."""
+
+
+def _float_structure(spec: ModelSpec) -> nn.Module:
+    """``spec``'s float network with its structural transforms replayed (no quantization)."""
+    from compress.techniques import TECHNIQUES
+
+    model = build_float(spec)
+    for step in spec.transforms:
+        rebuild = TECHNIQUES.get(step["kind"]).rebuild if step.get("kind") in STRUCTURAL else None
+        if rebuild is not None:
+            model = rebuild(model, step)
+    return model
 
 
 def _plain_pooling(module: nn.Module) -> nn.Module:
@@ -125,7 +141,7 @@ def _dequantized_twin(qmodel: nn.Module, spec: ModelSpec) -> nn.Module:
     here too; a fused ReLU stays a ReLU."""
     from compress.techniques.quantize import FloatIsland
 
-    twin = build_layers(spec.layers)
+    twin = _float_structure(spec)
     with torch.no_grad():
         for name, layer in list(_leaves(twin)):
             try:
@@ -176,7 +192,7 @@ def float_twin(model: nn.Module, spec: ModelSpec) -> nn.Module:
     kinds = [step.get("kind", "") for step in spec.transforms]
     if any(k in ("quantize-int8", "quantize-dynamic") for k in kinds):
         return _dequantized_twin(model, spec)
-    twin = build_layers(spec.layers)
+    twin = _float_structure(spec)
     state: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         for key in twin.state_dict():
@@ -343,13 +359,17 @@ def export_onnx(
         raise ExportError(f"unknown exporter '{exporter}'; known: {', '.join(EXPORTERS)}")
     if opset < 17:
         raise ExportError(f"opset {opset} is too old; netreduce exports opset 17 or later")
-    kinds = [step.get("kind", "") for step in spec.transforms]
+    steps = [step for step in spec.transforms if step.get("kind") not in STRUCTURAL]
+    kinds = [step.get("kind", "") for step in steps]
     unknown = [k for k in kinds if k not in ("quantize-int8", "quantize-dynamic")]
     if unknown:
-        raise ExportError(f"transform(s) {unknown} have no ONNX export; exportable: quantize-int8, quantize-dynamic")
+        raise ExportError(
+            f"transform(s) {unknown} have no ONNX export; exportable: quantize-int8, quantize-dynamic, "
+            + ", ".join(STRUCTURAL)
+        )
     if len(kinds) > 1:
         raise ExportError(f"more than one quantization step {kinds}: export supports one")
-    step = spec.transforms[0] if spec.transforms else None
+    step = steps[0] if steps else None
     if step is not None and step.get("fuse_model"):
         raise ExportError(
             f"int8 export of the torchvision quantizable network '{step['fuse_model']}' is not supported; "

@@ -5,6 +5,11 @@ PyTorch layer's keyword arguments. Only allow-listed layer types are built, so a
 model is rebuilt without executing any user-supplied code (no pickle, no TorchScript).
 ``Sequential`` nests (``{"type": "Sequential", "layers": [...]}``), which is how structural
 techniques (separable convolutions) keep the original layer's name.
+
+A whole torchvision classification network is a spec of its own kind: ``network`` names it and its
+keyword arguments (``{"name": "resnet18", "args": {"num_classes": 10}}``), ``layers`` stays empty,
+and its layers are addressed by their module paths (``layer1.0.conv1``). It is built with
+``weights=None`` (never downloaded); its stem convolution takes the spec's input channels.
 """
 
 from __future__ import annotations
@@ -91,6 +96,26 @@ class LayerSpec(BaseModel):
     layers: list[LayerSpec] | None = Field(default=None, description="Children, for type 'Sequential'.")
 
 
+TORCHVISION_NETWORKS: tuple[str, ...] = (
+    "resnet18",
+    "resnet50",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "efficientnet_b0",
+    "vgg11_bn",
+)
+"""torchvision classification networks a ``network`` spec may name."""
+
+
+class NetworkSpec(BaseModel):
+    """A whole torchvision classification network: its builder's name and keyword arguments."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="torchvision model name (GET /architectures lists the allowed ones).")
+    args: dict[str, Any] = Field(default_factory=dict, description="Builder keyword arguments (num_classes, ...).")
+
+
 class ModelSpec(BaseModel):
     """Everything needed to rebuild a model's structure; weights are stored beside it."""
 
@@ -98,7 +123,8 @@ class ModelSpec(BaseModel):
 
     input_shape: tuple[int, int, int] = Field(description="C, H, W of one sample.")
     num_classes: int = Field(ge=2)
-    layers: list[LayerSpec]
+    layers: list[LayerSpec] = Field(default_factory=list, description="Named layers (empty for a network).")
+    network: NetworkSpec | None = Field(default=None, description="A whole torchvision network instead of layers.")
     transforms: list[dict[str, Any]] = Field(
         default_factory=list,
         description="Structural rebuild steps applied after building the layers (e.g. int8 conversion).",
@@ -153,6 +179,51 @@ def build_layers(layers: list[LayerSpec]) -> nn.Sequential:
     return _build_layers(layers)
 
 
+def build_network(network: NetworkSpec, in_channels: int) -> nn.Module:
+    """The torchvision network ``network`` names, untrained, its stem taking ``in_channels``."""
+    if network.name not in TORCHVISION_NETWORKS:
+        raise SpecError(f"network '{network.name}' is not allowed; allowed networks: {', '.join(TORCHVISION_NETWORKS)}")
+    for key, value in network.args.items():
+        if key in ("weights", "weights_backbone", "progress") or not isinstance(value, int | float | bool):
+            raise SpecError(f"network '{network.name}': argument '{key}' must be a JSON number or bool")
+    from torchvision import models
+
+    try:
+        model = models.get_model(network.name, weights=None, **network.args)
+    except (TypeError, ValueError, RuntimeError, ArithmeticError, IndexError) as exc:
+        raise SpecError(f"network '{network.name}': bad arguments {network.args}: {exc}") from exc
+    _fit_stem(model, in_channels)
+    return model
+
+
+def _fit_stem(model: nn.Module, in_channels: int) -> None:
+    """Replace the first convolution by one taking ``in_channels`` (same other arguments)."""
+    name, stem = next((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
+    if stem.in_channels == in_channels:
+        return
+    new = nn.Conv2d(
+        in_channels,
+        stem.out_channels,
+        stem.kernel_size,  # type: ignore[arg-type]
+        stem.stride,  # type: ignore[arg-type]
+        stem.padding,  # type: ignore[arg-type]
+        stem.dilation,  # type: ignore[arg-type]
+        stem.groups,
+        stem.bias is not None,
+    )
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent), child, new)
+
+
+def build_float(spec: ModelSpec) -> nn.Module:
+    """``spec``'s float network (its ``network`` or its ``layers``), no shape check, transforms not replayed."""
+    if spec.network is not None:
+        if spec.layers:
+            raise SpecError("a spec gives either a network or layers, not both")
+        return build_network(spec.network, spec.input_shape[0])
+    return build_layers(spec.layers)
+
+
 def output_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[str, tuple[int, ...]]]:
     """Run one dummy sample through ``model`` and return each top-level layer's output shape.
 
@@ -191,11 +262,12 @@ def build_model(spec: ModelSpec) -> nn.Module:
             f"this spec records transforms ({kinds}) on top of its float layers; "
             "build it with compress.persistence.rebuild_model"
         )
-    model: nn.Module = build_layers(spec.layers)
+    model = build_float(spec)
     final = output_shapes(model, spec.input_shape)[-1][1]
     if final != (spec.num_classes,):
+        last = spec.network.name if spec.network else spec.layers[-1].name
         raise SpecError(
-            f"the last layer '{spec.layers[-1].name}' outputs shape {final}, "
+            f"the last layer '{last}' outputs shape {final}, "
             f"but the model must output ({spec.num_classes},) class scores"
         )
     return model

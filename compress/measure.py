@@ -27,6 +27,7 @@ class LayerRow(BaseModel):
     params: int
     macs: int
     activation_ops: int
+    other_ops: int = Field(default=0, description="Normalisation, pooling and block arithmetic (residual adds).")
     sparse_macs: int
     macs_share: float = Field(description="This layer's share of the model's MACs (0-1).")
     params_share: float = Field(description="This layer's share of the model's parameters (0-1).")
@@ -42,6 +43,11 @@ class Measurement(BaseModel):
     size_convention: str = "dense"
     macs: int = Field(description="Multiply-accumulates per sample (course formula).")
     activation_ops: int = Field(description="One per activation output element, per sample.")
+    other_ops: int = Field(
+        default=0,
+        description="Per sample: one per normalised element, per pooling-window element and per element of "
+        "arithmetic in a block's forward (residual additions, squeeze-excitation scaling); not in ops.",
+    )
     ops: int = Field(description="macs + activation_ops.")
     flops: int = Field(description="2 x macs (FlopCounterMode's convention).")
     sparse_macs: int = Field(description="MACs with non-zero weights only.")
@@ -134,6 +140,7 @@ def measure(
         size_convention=size.convention,
         macs=ops.macs,
         activation_ops=ops.activation_ops,
+        other_ops=ops.other_ops,
         ops=ops.ops,
         flops=ops.flops,
         sparse_macs=ops.sparse_macs,
@@ -145,6 +152,7 @@ def measure(
                 params=r.params,
                 macs=r.macs,
                 activation_ops=r.activation_ops,
+                other_ops=r.other_ops,
                 sparse_macs=r.sparse_macs,
                 macs_share=round(r.macs_share, 6),
                 params_share=round(r.params_share, 6),

@@ -5,6 +5,11 @@ input/output channel pair; in general ``output positions x k_h*k_w x C_in/groups
 covers padding and stride, because the output size already does). A linear layer is in x out.
 Every activation function adds one operation per output element. ``flops = 2 x macs`` is what
 ``torch.utils.flop_counter.FlopCounterMode`` counts for conv and linear layers.
+
+``other_ops`` counts what is neither a MAC nor an activation, with the module path it happens in:
+one per element for normalisation (a folded multiply-add) and for elementwise arithmetic written in a
+block's ``forward`` (residual additions, squeeze-excitation scaling: ``layer1.0`` in a ResNet), and one
+per element of each pooling window (adaptive pooling: one per input element).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from compress.layer_spec import ACTIVATION_TYPES
 
@@ -28,6 +34,7 @@ class LayerOps:
     macs: int
     sparse_macs: int
     activation_ops: int
+    other_ops: int = 0
     macs_share: float = 0.0
     params_share: float = 0.0
 
@@ -38,6 +45,7 @@ class OpsReport:
     sparse_macs: int
     activation_ops: int
     layers: list[LayerOps] = field(default_factory=list)
+    other_ops: int = 0
 
     @property
     def ops(self) -> int:
@@ -106,6 +114,62 @@ def module_params(module: nn.Module) -> int:
     return n
 
 
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
+_POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.MaxPool1d, nn.AvgPool1d)
+_ADAPTIVE_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d)
+_T = torch.Tensor
+_ELEMENTWISE = {
+    torch.add, torch.sub, torch.mul, torch.div, _T.add, _T.add_, _T.sub, _T.sub_, _T.mul, _T.mul_, _T.div, _T.div_,
+    _T.__add__, _T.__iadd__, _T.__radd__, _T.__sub__, _T.__isub__, _T.__rsub__,
+    _T.__mul__, _T.__imul__, _T.__rmul__, _T.__truediv__, _T.__itruediv__,
+}  # fmt: skip
+
+
+def _other_ops(mod: nn.Module, inputs: tuple, out: torch.Tensor) -> int:
+    """Normalisation and pooling work of one call (batch 1)."""
+    if isinstance(mod, _NORMS) or "BatchNorm" in type(mod).__name__:
+        return out.numel()
+    if isinstance(mod, _POOLS):
+        k = mod.kernel_size
+        return out.numel() * (math.prod(k) if isinstance(k, tuple) else k ** (out.dim() - 2))
+    if isinstance(mod, _ADAPTIVE_POOLS) and inputs and isinstance(inputs[0], torch.Tensor):
+        return inputs[0].numel()
+    return 0
+
+
+class _BlockArithmetic(TorchFunctionMode):
+    """Counts elementwise arithmetic written in a block's own ``forward`` (not inside a counted unit)."""
+
+    def __init__(self, model: nn.Module, units: set[str]) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.units = units
+        self.counts: dict[str, int] = {}
+        self.handles = []
+        for name, module in model.named_modules():
+            self.handles.append(module.register_forward_pre_hook(self._enter(name)))
+            self.handles.append(module.register_forward_hook(self._leave))
+
+    def _enter(self, name: str) -> Any:
+        def hook(*_: Any) -> None:
+            self.stack.append(name)
+
+        return hook
+
+    def _leave(self, *_: Any) -> None:
+        self.stack.pop()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        out = func(*args, **(kwargs or {}))
+        if func in _ELEMENTWISE and self.stack and self.stack[-1] not in self.units and isinstance(out, torch.Tensor):
+            self.counts[self.stack[-1]] = self.counts.get(self.stack[-1], 0) + out.numel()
+        return out
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
 def count_ops(model: nn.Module, input_shape: tuple[int, ...]) -> OpsReport:
     """Count per-sample MACs, sparse MACs and activation ops with one forward pass of batch 1."""
     units = layer_units(model)
@@ -132,14 +196,16 @@ def count_ops(model: nn.Module, input_shape: tuple[int, ...]) -> OpsReport:
                 sparse = rows_per_sample * int(torch.count_nonzero(w))
             if isinstance(mod, ACTIVATION_TYPES) or _fused_activation(mod):
                 act = per_sample
+            other = _other_ops(mod, inputs, out)
             prev = rows.get(name)
             if prev is not None:  # a module used twice (shared activation) counts twice
                 prev.macs += macs
                 prev.sparse_macs += sparse
                 prev.activation_ops += act
+                prev.other_ops += other
                 prev.output_shape = shape
                 return
-            rows[name] = LayerOps(name, type(mod).__name__, shape, module_params(mod), macs, sparse, act)
+            rows[name] = LayerOps(name, type(mod).__name__, shape, module_params(mod), macs, sparse, act, other)
 
         return hook
 
@@ -147,14 +213,20 @@ def count_ops(model: nn.Module, input_shape: tuple[int, ...]) -> OpsReport:
         handles.append(module.register_forward_hook(hook_for(name, module)))
     was_training = model.training
     model.eval()
+    blocks = _BlockArithmetic(model, {n for n, _ in units})
     try:
-        with torch.no_grad():
+        with torch.no_grad(), blocks:
             model(torch.zeros(1, *input_shape))
     finally:
         for h in handles:
             h.remove()
+        blocks.remove()
         model.train(was_training)
-    ordered = [rows[n] for n, _ in units if n in rows]
+    modules = dict(model.named_modules())
+    for name, n in blocks.counts.items():
+        rows.setdefault(name, LayerOps(name or "model", type(modules[name]).__name__, (), 0, 0, 0, 0)).other_ops += n
+    order = {n: i for i, n in enumerate(modules)}
+    ordered = sorted(rows.values(), key=lambda r: order.get(r.name, -1))
     total_macs = sum(r.macs for r in ordered)
     total_params = sum(r.params for r in ordered)
     for r in ordered:
@@ -165,6 +237,7 @@ def count_ops(model: nn.Module, input_shape: tuple[int, ...]) -> OpsReport:
         sparse_macs=sum(r.sparse_macs for r in ordered),
         activation_ops=sum(r.activation_ops for r in ordered),
         layers=ordered,
+        other_ops=sum(r.other_ops for r in ordered),
     )
 
 

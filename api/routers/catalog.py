@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from compress.architectures import list_architectures
 from compress.datasets import DATASETS
-from compress.layer_spec import LAYER_TYPES
+from compress.layer_spec import LAYER_TYPES, TORCHVISION_NETWORKS
 from compress.techniques.base import list_techniques
 
 router = APIRouter(tags=["catalog"])
@@ -40,10 +40,12 @@ def architectures() -> dict[str, Any]:
                 "num_classes": a.num_classes,
                 "default_dataset": a.default_dataset,
                 "layers": a.spec().model_dump(mode="json")["layers"],
+                "network": a.spec().model_dump(mode="json")["network"],
             }
             for a in list_architectures()
         ],
         "layer_types": sorted([*LAYER_TYPES, "Sequential"]),
+        "networks": list(TORCHVISION_NETWORKS),
     }
 
 

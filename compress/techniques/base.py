@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from compress.datasets import DatasetSplit
-from compress.layer_spec import ModelSpec, build_layers
+from compress.layer_spec import ModelSpec, build_float
 from compress.registry import Registry
 from compress.size import SizeReport
 from compress.training import CancelCheck, Progress, TrainConfig
@@ -198,7 +198,7 @@ def list_techniques() -> list[Technique]:
 def structure(spec: ModelSpec) -> nn.Module:
     """``spec``'s float layers on the meta device: names, types and shapes, no memory, no weights."""
     with torch.device("meta"):
-        return build_layers(spec.layers)
+        return build_float(spec)
 
 
 def weighted_layers(model: nn.Module, types: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear)) -> list[str]:

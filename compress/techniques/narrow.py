@@ -15,8 +15,9 @@ with knowledge distillation from ``ctx.base_model`` (Hinton et al. 2015):
 
 (the KL of the student's tempered distribution from the teacher's, as in Hinton's paper and most
 implementations; T² keeps the soft-target gradients on the scale of the hard-label ones).
-Only layer-list specs can be narrowed: a spec that is a whole torchvision network (``tv.*``) has no
-per-layer widths to scale.
+A whole torchvision network (``ModelSpec.network``) is narrowed through its family's own width
+multiplier (MobileNet's ``width_mult``, which also rounds channels to multiples of 8); families without
+one are refused, as are ``tv.*`` layers inside a layer list.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from compress.techniques.base import (
 from compress.training import LossFn, TrainConfig, predict_logits, seed_everything, train
 
 WIDTH_ARGS = {"Conv1d": "out_channels", "Conv2d": "out_channels", "Linear": "out_features"}
+NETWORK_WIDTH_ARGS = {"mobilenet_v2": "width_mult", "mobilenet_v3_small": "width_mult"}
+"""torchvision networks that have a width multiplier, and its builder argument."""
 
 
 class NarrowParams(TechniqueParams):
@@ -118,6 +121,8 @@ def narrow_spec(spec: ModelSpec, width: float) -> tuple[ModelSpec, dict[str, tup
             "narrow trains a float network from scratch, but this spec has structural transforms "
             f"({len(spec.transforms)}, e.g. int8 conversion); apply narrow before quantization"
         )
+    if spec.network is not None:
+        return _narrow_network(spec, width)
     layers = [layer.model_copy(deep=True) for layer in spec.layers]
     walked = _walk(layers)
     torchvision = [(path, layer.type) for path, layer in walked if layer.type.startswith("tv.")]
@@ -145,6 +150,31 @@ def narrow_spec(spec: ModelSpec, width: float) -> tuple[ModelSpec, dict[str, tup
     narrowed = spec.model_copy(update={"layers": refit_inputs(layers, spec.input_shape)})
     build_model(narrowed)  # shape check: still (num_classes,) out
     return narrowed, changes
+
+
+def check_narrowable(spec: ModelSpec, params: Any = None) -> None:
+    """Refuse, before a job runs, a whole network without a width multiplier."""
+    if spec.network is not None and not spec.transforms and spec.network.name not in NETWORK_WIDTH_ARGS:
+        raise ValueError(
+            f"narrow: torchvision's {spec.network.name} has no width multiplier; networks with one: "
+            f"{', '.join(NETWORK_WIDTH_ARGS)} (layer-list architectures can be narrowed too)"
+        )
+
+
+def _narrow_network(spec: ModelSpec, width: float) -> tuple[ModelSpec, dict[str, tuple[int, int]]]:
+    assert spec.network is not None
+    check_narrowable(spec)
+    key = NETWORK_WIDTH_ARGS[spec.network.name]
+    args = {**spec.network.args, key: float(spec.network.args.get(key, 1.0)) * width}
+    narrowed = spec.model_copy(update={"network": spec.network.model_copy(update={"args": args})})
+    with torch.device("meta"):
+        before, after = _widths(build_model(spec)), _widths(build_model(narrowed))
+    changes = {n: (before[n], after[n]) for n in before if n in after and before[n] != after[n]}
+    return narrowed, changes
+
+
+def _widths(model: nn.Module) -> dict[str, int]:
+    return {n: int(m.weight.shape[0]) for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)}
 
 
 def distillation_loss(teacher: nn.Module, temperature: float, alpha: float) -> LossFn:
@@ -217,5 +247,6 @@ TECHNIQUE = register_technique(
             coarse=(0.75, 0.5, 0.25, 0.125),
             bisect_steps=3,
         ),
+        check_params_against=check_narrowable,
     )
 )

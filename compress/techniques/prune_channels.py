@@ -15,7 +15,8 @@ classifier's outputs (the classes) and single-output layers are never pruned.
 
 A layer is eligible when its output reaches the next conv/linear layer only through layers that
 map a zero channel to zero (ReLU-like activations, Tanh, pooling, dropout, affine BatchNorm, Flatten).
-Works on Sequential layer specs (nested Sequentials included); whole torchvision networks are refused.
+Sequential layer specs (nested Sequentials included) are planned here; any other network (a whole
+torchvision network) goes through Torch-Pruning's dependency graph (``prune_graph``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from torch.nn.utils import parametrize, prune
 
 from compress.layer_spec import LayerSpec, ModelSpec, build_model, find_layer, refit_inputs
 from compress.size import dense_size
+from compress.techniques import prune_graph
 from compress.techniques.base import (
     Context,
     FineTune,
@@ -216,7 +218,9 @@ def _counts(plan: ChannelPlan, amount: float | dict[str, float]) -> dict[str, in
 
 def check_layers(spec: ModelSpec, params: PruneChannelsParams) -> None:
     """The layers an ``amount`` dict names must have prunable channels (planned on the meta device)."""
-    if isinstance(params.amount, dict):
+    if isinstance(params.amount, dict) and prune_graph.needs_graph(spec):
+        _check_graph_layers(spec, params.amount)
+    elif isinstance(params.amount, dict):
         with torch.device("meta"):
             plan = plan_channels(structure(spec), spec)
         _counts(plan, params.amount)
@@ -283,7 +287,51 @@ def remove_channels(
     return small, new_spec
 
 
+def _check_graph_layers(spec: ModelSpec, amount: dict[str, float]) -> None:
+    if spec.transforms:
+        raise ValueError("prune-channels works on float networks; prune channels before any transform")
+    with torch.device("meta"):
+        valid = prune_graph.prunable(structure(spec))
+    bad = [n for n in amount if n not in valid]
+    if bad:
+        raise UnknownLayerError(
+            f"unknown or ineligible layer(s) {bad}; layers whose channels can be pruned: {', '.join(valid)}",
+            bad,
+            valid,
+            field="amount",
+        )
+
+
+def _apply_graph(model: nn.Module, spec: ModelSpec, params: PruneChannelsParams, ctx: Context) -> Variant:
+    """Any traced network: channel groups from Torch-Pruning's DependencyGraph."""
+    if isinstance(params.amount, dict):
+        _check_graph_layers(spec, params.amount)
+    elif spec.transforms:
+        raise ValueError("prune-channels works on float networks; prune channels before any transform")
+    work = copy.deepcopy(model)
+    ctx.report(0.0, "pruning channel groups (dependency graph)")
+    cfg = TrainConfig(epochs=params.epochs, lr=params.lr, batch_size=params.batch_size, seed=params.seed)
+    sub = ctx.sub(0.05, 1.0, "fine-tuning: ")
+    notes: dict[str, Any] = {"mode": params.mode, "finetune_epochs": params.epochs, "planner": "torch-pruning"}
+    if params.mode == "mask":
+        notes["channels"] = prune_graph.mask_channels(work, spec, params.amount)
+        train(work, ctx.data, cfg, sub.progress, sub.should_cancel)
+        _make_permanent(work)
+        work.eval()
+        size = dense_size(work)
+        size.convention = "dense: masked channels stored as zeros (mode 'remove' drops them)"
+        return Variant(work, spec, size, notes)
+    notes["channels"], step = prune_graph.remove_channels(work, spec, params.amount)
+    train(work, ctx.data, cfg, sub.progress, sub.should_cancel)
+    work.eval()
+    before = sum(p.numel() for p in model.parameters())
+    notes["params_before_after"] = f"{before} → {sum(p.numel() for p in work.parameters())}"
+    return Variant(work, spec.model_copy(update={"transforms": [*spec.transforms, step]}), None, notes)
+
+
 def apply(model: nn.Module, spec: ModelSpec, params: PruneChannelsParams, ctx: Context) -> Variant:
+    if prune_graph.needs_graph(spec):
+        return _apply_graph(model, spec, params, ctx)
     work = copy.deepcopy(model)
     plan = plan_channels(work, spec)
     if not plan.links:
@@ -330,5 +378,6 @@ register_technique(
         apply=apply,
         search_axis=SearchAxis(kind="ratio", field="amount", low=0.0, high=0.95, coarse=(0.25, 0.5, 0.7, 0.8, 0.9)),
         check_params_against=check_layers,
+        rebuild=prune_graph.rebuild,
     )
 )

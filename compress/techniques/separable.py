@@ -73,6 +73,8 @@ def is_separable(module: nn.Module) -> bool:
 
 
 def _in_spec(spec: ModelSpec, name: str) -> bool:
+    if spec.network is not None:
+        return True  # a whole network: every module path is addressable, the swap is a transform
     try:
         return find_layer(spec.layers, name).type == "Conv2d"
     except KeyError:
@@ -187,13 +189,32 @@ def separate_layers(
     new = copy.deepcopy(model)
     spec_layers = [layer.model_copy(deep=True) for layer in spec.layers]
     infos: dict[str, dict[str, Any]] = {}
+    ranks: dict[str, int] = {}
     for name in layers:
         conv = new.get_submodule(name)
         assert isinstance(conv, nn.Conv2d)
-        pair, layer_spec, infos[name] = separate(conv, find_layer(spec_layers, name), rank or conv.in_channels, init)
+        ranks[name] = rank or conv.in_channels
+        layer = LayerSpec(name="conv", type="Conv2d")
+        if spec.network is None:
+            layer = find_layer(spec_layers, name)
+        pair, layer_spec, infos[name] = separate(conv, layer, ranks[name], init)
         _replace_module(new, name, pair)
-        spec_layers = _replace_spec(spec_layers, name, layer_spec)
+        if spec.network is None:
+            spec_layers = _replace_spec(spec_layers, name, layer_spec)
+    if spec.network is not None:
+        step = {"kind": "separable", "ranks": ranks}
+        return new, spec.model_copy(update={"transforms": [*spec.transforms, step]}), infos
     return new, spec.model_copy(update={"layers": spec_layers}), infos
+
+
+def rebuild(model: nn.Module, step: dict[str, Any]) -> nn.Module:
+    """Replace each conv a whole-network step names by its (k×1, 1×k) pair (weights loaded afterwards)."""
+    for name, rank in step["ranks"].items():
+        conv = model.get_submodule(name)
+        assert isinstance(conv, nn.Conv2d)
+        layer = separable_spec(LayerSpec(name="conv", type="Conv2d"), conv, int(rank))
+        _replace_module(model, name, build_layers([layer])[0])
+    return model
 
 
 def apply(model: nn.Module, spec: ModelSpec, params: SeparableParams, ctx: Context) -> Variant:
@@ -226,5 +247,6 @@ TECHNIQUE = register_technique(
         search_axis=SearchAxis(kind="layers", eligible=eligible_layers),
         check_params_against=check_layers,
         keeps_layer_names=False,  # conv1 becomes conv1.v + conv1.h
+        rebuild=rebuild,
     )
 )

@@ -199,10 +199,12 @@ def test_remove_slices_a_batchnorm1d_after_flatten(digits):
         torch.testing.assert_close(removed.model(x), masked.model(x), atol=1e-5, rtol=1e-5)
 
 
-def test_torchvision_networks_are_refused(digits):
-    spec = resolve_spec("resnet18")
-    with pytest.raises(ValueError, match="Sequential layer spec"):
-        _apply(build_model(spec), spec, digits, amount=0.5)
+def test_torchvision_networks_go_through_the_dependency_graph():
+    spec = resolve_spec("resnet18", (1, 8, 8), 10)
+    x = torch.randn(8, 1, 8, 8)
+    data = DatasetSplit("synthetic", x, torch.arange(8) % 10, x, torch.arange(8) % 10, 10, (0.0,), (1.0,))
+    v = _apply(build_model(spec), spec, data, amount=0.5, epochs=0, mode="remove")
+    assert v.notes["planner"] == "torch-pruning" and v.model.layer1[0].conv1.out_channels == 32
 
 
 def test_params_are_checked():

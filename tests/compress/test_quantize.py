@@ -379,7 +379,7 @@ def test_nested_sequential_fuses_across_levels_and_keeps_float_islands() -> None
 
 
 def test_resnet18_uses_its_own_fuse_model_and_stubs() -> None:
-    model, spec, data = _untrained("resnet18")
+    model, spec, data = _untrained([{"name": "net", "type": "tv.resnet18", "args": {"num_classes": 10}}], (3, 32, 32))
     data = data.subset(8, 4)
     tech = get_technique("quantize-int8")
     v = tech.apply(model, spec, tech.params_model(), _ctx(data, model, spec, n=8))

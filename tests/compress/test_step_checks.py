@@ -6,7 +6,7 @@ import pytest
 
 from compress.architectures import get_architecture
 from compress.layer_spec import ModelSpec
-from compress.runner import JobInputError, Step, StepLayerError, check_steps_against_spec
+from compress.runner import Step, StepLayerError, check_steps_against_spec
 from compress.techniques.base import UnknownLayerError, get_technique
 
 MNIST = get_architecture("mnist-cnn").spec()
@@ -58,13 +58,14 @@ def test_later_steps_are_checked_until_a_step_renames_layers() -> None:
     _check(("separable", {"layers": ["conv2"]}), ("prune-l1", {"layers": ["conv2.v", "conv2.h"]}))
 
 
-def test_a_whole_torchvision_network_cannot_have_channels_named() -> None:
+def test_a_whole_torchvision_network_has_its_channels_named_by_module_path() -> None:
     spec = ModelSpec.model_validate(
-        {"input_shape": (3, 32, 32), "num_classes": 10, "layers": [{"name": "net", "type": "tv.resnet18"}]}
+        {"input_shape": (3, 32, 32), "num_classes": 10, "network": {"name": "resnet18", "args": {"num_classes": 10}}}
     )
-    with pytest.raises(JobInputError, match="prune-channels needs a Sequential layer spec") as err:
-        _check(("prune-channels", {"amount": {"net.conv1": 0.5}}), spec=spec)
-    assert not isinstance(err.value, StepLayerError)
+    _check(("prune-channels", {"amount": {"layer1.0.conv1": 0.5}}), spec=spec)
+    with pytest.raises(StepLayerError, match="layers whose channels can be pruned: conv1, layer1.0.conv1") as err:
+        _check(("prune-channels", {"amount": {"fc": 0.5}}), spec=spec)  # the classifier
+    assert err.value.names == ["fc"] and "fc" not in err.value.valid
 
 
 def test_unknown_layer_error_is_a_value_error() -> None:
