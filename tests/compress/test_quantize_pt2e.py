@@ -161,3 +161,10 @@ def test_runner_row_counts_float_macs_and_int8_bytes(
     assert m.accuracy is not None and m.eval_samples == 16
     assert m.latency_ms_bs64 is not None and m.latency_ms_bs64 > 0
     assert rows[0].row.notes["path"] == "pt2e"
+
+
+def test_onnx_export_of_a_pt2e_program_is_refused_with_its_reason(resnet_int8: Variant) -> None:
+    from compress.export_onnx import ExportError, export_onnx
+
+    with pytest.raises(ExportError, match="PT2E"):
+        export_onnx(resnet_int8.model, resnet_int8.spec, calibration=torch.zeros(1, 3, 32, 32))
