@@ -25,7 +25,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
@@ -34,6 +34,8 @@ from compress.size import SizeReport
 
 Runtime = Literal["inductor", "exported"]
 Observer = Literal["minmax", "histogram"]
+RUNTIMES: tuple[str, ...] = get_args(Runtime)
+OBSERVERS: tuple[str, ...] = get_args(Observer)
 QUANTIZER = "x86-inductor"
 _MAX_BATCH = 65536
 
@@ -180,7 +182,12 @@ def quantize_pt2e(
 def rebuild_pt2e(model: nn.Module, step: dict[str, Any]) -> Pt2eQuantized:
     """The converted structure of a stored PT2E step on fresh float layers; the int8 weights, scales
     and zero points come from the state dict loaded afterwards, the activations' from the step."""
-    shape = tuple(step["input_shape"])
+    shape = tuple(int(v) for v in step["input_shape"])
+    if step.get("runtime") not in RUNTIMES or step.get("observer") not in OBSERVERS:
+        raise ValueError(
+            f"a PT2E step needs runtime in {list(RUNTIMES)} and observer in {list(OBSERVERS)}; "
+            f"got {step.get('runtime')!r}, {step.get('observer')!r}"
+        )
     prepared = _prepared(model, shape, step["observer"])
     with torch.no_grad():
         prepared(torch.randn(2, *shape, generator=torch.Generator().manual_seed(0)))

@@ -168,3 +168,13 @@ def test_onnx_export_of_a_pt2e_program_is_refused_with_its_reason(resnet_int8: V
 
     with pytest.raises(ExportError, match="PT2E"):
         export_onnx(resnet_int8.model, resnet_int8.spec, calibration=torch.zeros(1, 3, 32, 32))
+
+
+def test_a_stored_pt2e_step_with_an_unknown_runtime_is_refused(
+    resnet: tuple[nn.Module, ModelSpec, DatasetSplit],
+) -> None:
+    from compress.techniques.quantize_pt2e import rebuild_pt2e
+
+    step = {"input_shape": [3, 32, 32], "runtime": "os.system", "observer": "histogram", "activation_qparams": {}}
+    with pytest.raises(ValueError, match="runtime"):
+        rebuild_pt2e(resnet[0], step)
