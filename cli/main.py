@@ -1,7 +1,8 @@
 """``netreduce`` command line.
 
 Library commands (no server): ``baseline`` trains a base model and prints its row and per-layer
-table; ``measure`` counts size and operations of a JSON layer spec without training. ``up`` runs the
+table; ``measure`` counts size and operations of a JSON layer spec without training; ``compress``
+runs one job in this process and prints its rows (``cli.compress_local``). ``up`` runs the
 service on this machine; ``submit``, ``status``, ``comparison`` and ``recommend`` talk to a running API.
 """
 
@@ -134,8 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_measure)
     from cli.client import add_parsers as add_client_parsers
+    from cli.compress_local import add_parser as add_compress_parser
     from cli.up import add_parser as add_up_parser
 
+    add_compress_parser(sub)
     add_up_parser(sub)
     add_client_parsers(sub)
     return p

@@ -370,6 +370,11 @@ def export_onnx(
     if len(kinds) > 1:
         raise ExportError(f"more than one quantization step {kinds}: export supports one")
     step = steps[0] if steps else None
+    if step is not None and step.get("path") == "pt2e":
+        raise ExportError(
+            "ONNX export of a PT2E int8 program (quantize-int8 path 'pt2e') is not supported; "
+            "int8 variants quantized in eager mode (layer-spec networks) are"
+        )
     if step is not None and step.get("fuse_model"):
         raise ExportError(
             f"int8 export of the torchvision quantizable network '{step['fuse_model']}' is not supported; "

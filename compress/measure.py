@@ -13,7 +13,7 @@ from compress.correctness import pack_correct
 from compress.datasets import DatasetSplit
 from compress.latency_conditions import LatencyConditions, latency_conditions
 from compress.layer_spec import ModelSpec
-from compress.ops_count import count_ops
+from compress.ops_count import OpsReport, count_ops
 from compress.persistence import model_to_bytes
 from compress.size import SizeReport, dense_size
 from compress.stats import wilson_interval
@@ -126,12 +126,14 @@ def measure(
     latency: bool = True,
     latency_runs: int = 20,
     file_size: bool = True,
+    ops: OpsReport | None = None,
 ) -> Measurement:
     """Measure ``model``: size (``size`` overrides the dense convention), operations, accuracy on
-    the whole evaluation split (when ``data`` is given) and median latency at batch 1 and 64."""
+    the whole evaluation split (when ``data`` is given) and median latency at batch 1 and 64. ``ops``
+    overrides the operations counted by forward hooks (for programs whose layers hooks cannot see)."""
     model.eval()
     shape = tuple(spec.input_shape)
-    ops = count_ops(model, shape)
+    ops = ops or count_ops(model, shape)
     size = size or dense_size(model)
     m = Measurement(
         n_params=size.n_params,

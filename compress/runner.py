@@ -230,7 +230,14 @@ class Runner:
         self._base_bits: np.ndarray | None = None
 
     def _measure(self, variant: Variant) -> Measurement:
-        return measure(variant.model, variant.spec, self.ctx.data, size=variant.size, latency_runs=self.latency_runs)
+        return measure(
+            variant.model,
+            variant.spec,
+            self.ctx.data,
+            size=variant.size,
+            latency_runs=self.latency_runs,
+            ops=variant.ops,
+        )
 
     def _drop(self, m: Measurement) -> float | None:
         base = self.ctx.base_accuracy

@@ -18,6 +18,7 @@ from torch import nn
 
 from compress.datasets import DatasetSplit
 from compress.layer_spec import ModelSpec, build_float
+from compress.ops_count import OpsReport
 from compress.registry import Registry
 from compress.size import SizeReport
 from compress.training import CancelCheck, Progress, TrainConfig
@@ -115,6 +116,8 @@ class Variant:
     size: SizeReport | None = None
     notes: dict[str, Any] = field(default_factory=dict)
     label_suffix: str = ""
+    ops: OpsReport | None = None
+    """Operations counted by the technique when the forward hooks cannot see its layers (a PT2E program)."""
 
 
 @dataclass(frozen=True)

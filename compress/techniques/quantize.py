@@ -38,7 +38,10 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from compress.layer_spec import ACTIVATION_TYPES, ModelSpec
+from compress.ops_count import count_ops
+from compress.techniques import quantize_pt2e as pt2e
 from compress.techniques.base import Context, Technique, TechniqueParams, Variant, register_technique
+from compress.techniques.quantize_pt2e import Runtime as Pt2eRuntime
 from compress.training import Cancelled
 
 Backend = Literal["fbgemm", "qnnpack", "x86", "onednn"]
@@ -368,16 +371,83 @@ class QuantizeInt8Params(TechniqueParams):
         "setting (1,000).",
     )
 
+    path: Literal["auto", "eager", "pt2e"] = Field(
+        default="auto",
+        description="How to quantize: 'eager' (stubs and module fusion; Sequential specs and torchvision's "
+        "quantizable networks), 'pt2e' (torchao's prepare_pt2e/convert_pt2e on the exported graph with the "
+        "X86InductorQuantizer: any traceable network, residual adds quantized); 'auto' = eager where it "
+        "applies, PT2E otherwise. 'backend' is the eager path's engine.",
+    )
+    runtime: Pt2eRuntime = Field(
+        default="inductor",
+        description="PT2E only: how the int8 program runs and is timed. 'inductor' = torch.compile with Inductor "
+        "freezing (oneDNN int8 kernels; compiled once per job, tens of seconds on a small CPU, noted in "
+        "compile_seconds); 'exported' = the converted program as it is (reference kernels, no compile, slower).",
+    )
+
     @field_validator("backend")
     @classmethod
     def _engine_available(cls, backend: str) -> str:
         return check_backend(backend)
 
 
+def eager_applies(model: nn.Module) -> bool:
+    """Whether eager-mode quantization can take ``model``: a Sequential of plain layers (nested plain
+    Sequentials allowed), or one torchvision quantizable network with its own stubs."""
+    try:
+        if _self_contained(model) is not None:
+            return True
+    except ValueError:
+        return False
+    if not isinstance(model, nn.Sequential):
+        return False
+    return all(not any(n != "parametrizations" for n, _ in m.named_children()) for _, m in _leaves(model))
+
+
+def _quantize_pt2e(model: nn.Module, spec: ModelSpec, params: QuantizeInt8Params, ctx: Context) -> Variant:
+    """PT2E static int8 (X86InductorQuantizer): export, prepare, calibrate, convert, then warm up."""
+    if params.per_channel is False:
+        raise ValueError("the PT2E path (X86InductorQuantizer) quantizes weights per channel; drop per_channel=false")
+    n = params.calibration_samples or ctx.calibration_samples
+    calibration = ctx.data.calibration_subset(n, params.seed)
+    float_model = _float_copy(model, copy_model=True)
+    ops = count_ops(float_model, tuple(spec.input_shape))
+
+    def on_batch(fraction: float) -> None:
+        if ctx.cancelled():
+            raise Cancelled("cancelled during calibration")
+        ctx.report(0.1 + 0.7 * fraction, "calibrating")
+
+    ctx.report(0.0, "exporting and preparing (PT2E)")
+    program, qparams = pt2e.quantize_pt2e(
+        float_model, tuple(spec.input_shape), calibration, params.observer, _CALIBRATION_BATCH, on_batch
+    )
+    qmodel = pt2e.Pt2eQuantized(program, params.runtime)
+    ctx.report(0.85, "compiling" if params.runtime == "inductor" else "converted")
+    warm = pt2e.warm_up(qmodel, tuple(spec.input_shape), (64, 1))
+    step: dict[str, Any] = {"kind": "quantize-int8", "path": "pt2e", "quantizer": pt2e.QUANTIZER}
+    step.update(runtime=params.runtime, observer=params.observer, input_shape=list(spec.input_shape))
+    step["activation_qparams"] = qparams
+    notes: dict[str, Any] = {"path": "pt2e", "quantizer": pt2e.QUANTIZER, "runtime": params.runtime}
+    notes.update(weights="per channel", observer=params.observer, calibration_samples=len(calibration))
+    notes.update(pt2e.quantized_ops(program), ops_counted_on="the float network (int8 runs the same convs)")
+    notes["compile_seconds" if params.runtime == "inductor" else "first_call_seconds"] = warm
+    new_spec = spec.model_copy(update={"transforms": [*spec.transforms, step]}, deep=True)
+    ctx.report(1.0, "converted")
+    suffix = f"pt2e {pt2e.QUANTIZER}, per-channel, {params.observer}, {params.runtime}"
+    return Variant(qmodel, new_spec, size=pt2e.pt2e_size(program), notes=notes, label_suffix=suffix, ops=ops)
+
+
 def quantize_int8(model: nn.Module, spec: ModelSpec, params: QuantizeInt8Params, ctx: Context) -> Variant:
-    """Copy, stub, fuse, prepare, calibrate on a seeded subset, convert. ``model`` is not modified."""
+    """Copy, stub, fuse, prepare, calibrate on a seeded subset, convert. ``model`` is not modified.
+
+    Networks eager mode cannot take (``path='auto'``) or ``path='pt2e'`` go through PT2E."""
     from torch.ao.quantization import convert
 
+    if params.path == "pt2e" or (params.path == "auto" and not eager_applies(model)):
+        return _quantize_pt2e(model, spec, params, ctx)
+    if not isinstance(model, nn.Sequential):
+        raise ValueError("eager int8 quantization needs a Sequential layer spec; use path 'pt2e' or 'auto'")
     backend = check_backend(params.backend)
     per_channel = params.per_channel if params.per_channel is not None else default_per_channel(backend)
     step: dict[str, Any] = {"kind": "quantize-int8", "backend": backend, "per_channel": per_channel}
@@ -399,6 +469,7 @@ def quantize_int8(model: nn.Module, spec: ModelSpec, params: QuantizeInt8Params,
         step["fuse_model"] = done["fuse_model"]
     ctx.report(1.0, "converted")
     notes = {
+        "path": "eager",
         "backend": backend,
         "weights": "per channel" if per_channel else "per tensor",
         "observer": params.observer,
@@ -418,6 +489,8 @@ def rebuild_int8(model: nn.Module, step: dict[str, Any]) -> nn.Module:
     scales come from the stored state dict that is loaded afterwards."""
     from torch.ao.quantization import convert
 
+    if step.get("path") == "pt2e":
+        return pt2e.rebuild_pt2e(model, step)
     backend = check_backend(step["backend"])
     with _quiet_ao(), quantized_engine(backend):
         qmodel, _ = _prepare_int8(_float_copy(model, copy_model=False), step, plan=step.get("fused", []))
