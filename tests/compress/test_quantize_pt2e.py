@@ -10,7 +10,7 @@ from torch import nn
 
 from compress.baseline import resolve_spec
 from compress.datasets import DatasetSplit
-from compress.layer_spec import ModelSpec, build_model
+from compress.layer_spec import LayerSpec, ModelSpec, build_model
 from compress.ops_count import count_ops
 from compress.persistence import model_from_bytes, model_to_bytes
 from compress.runner import Runner, Step
@@ -92,7 +92,12 @@ def test_resnet18_pt2e_is_close_to_float_and_reloads_to_the_same_outputs(
 def test_auto_path_keeps_eager_for_sequential_specs_and_takes_pt2e_for_other_networks() -> None:
     digits = build_model(resolve_spec("digits-cnn", None, 10))
     assert eager_applies(digits)
-    assert eager_applies(build_model(resolve_spec("resnet18", None, 10)))  # torchvision's quantizable one
+    quantizable = ModelSpec(  # a stored layer list naming torchvision's quantizable ResNet-18: eager still applies
+        input_shape=(3, 32, 32), num_classes=10,
+        layers=[LayerSpec(name="net", type="tv.resnet18", args={"num_classes": 10})],
+    )  # fmt: skip
+    assert eager_applies(build_model(quantizable))
+    assert not eager_applies(build_model(resolve_spec("resnet18", None, 10)))  # the built-in: plain torchvision
     assert not eager_applies(torchvision.models.resnet18(num_classes=10))
     spec = resolve_spec("digits-cnn", None, 10)
     v = _apply(digits.eval(), spec, _data(spec.input_shape))
