@@ -418,6 +418,10 @@ def ort_session(onnx_bytes: bytes, threads: int | None = None) -> Any:
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
+    # no busy-waiting worker threads between runs: a spinning onnxruntime pool steals the CPU from whatever is
+    # timed next (eager PyTorch in the same retime round ran 2x slower beside idle, spinning sessions)
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return ort.InferenceSession(onnx_bytes, sess_options=so, providers=["CPUExecutionProvider"])
 
 

@@ -9,6 +9,7 @@ import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
+from compress.allocator import steady_allocator
 from compress.correctness import pack_correct
 from compress.datasets import DatasetSplit
 from compress.latency_conditions import LatencyConditions, latency_conditions
@@ -98,7 +99,9 @@ def latency_stats(times_ms: list[float]) -> LatencyStats:
 def time_forward(
     model: nn.Module, input_shape: tuple[int, ...], batch_size: int, runs: int = 20, warmup: int = 3
 ) -> list[float]:
-    """Wall times in milliseconds of ``runs`` forward passes over ``batch_size`` samples, after ``warmup``."""
+    """Wall times in milliseconds of ``runs`` forward passes over ``batch_size`` samples, after ``warmup``
+    (with the allocator kept steady: :mod:`compress.allocator`)."""
+    steady_allocator()
     model.eval()
     x = torch.randn(batch_size, *input_shape, generator=torch.Generator().manual_seed(0))
     for _ in range(warmup):
