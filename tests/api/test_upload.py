@@ -181,3 +181,35 @@ def test_upload_for_a_data_set_it_cannot_run_on_is_422(client: TestClient, recor
     (err,) = r.json()["detail"]
     assert err["loc"] == ["body", "spec", "dataset"] and "not found in the data root" in err["msg"]
     assert recorder.ids == []
+
+
+def test_a_torchvision_network_uploads_as_safetensors(client: TestClient, settings: Settings) -> None:
+    """A whole torchvision network by name (``resnet18``), its weights as safetensors keyed by module paths."""
+    import torchvision
+
+    from compress.baseline import resolve_spec
+    from compress.layer_spec import build_model
+
+    spec = resolve_spec("resnet18", (1, 8, 8), 10)
+    torch.manual_seed(0)
+    state = build_model(spec).state_dict()
+    assert "layer1.0.conv1.weight" in state  # torchvision's own module paths
+    body = {"name": "my resnet18", "architecture": "resnet18", "input_shape": [1, 8, 8], "dataset": "digits"}
+    r = upload(client, st_save(state), spec=body)
+    assert r.status_code == 202, r.text
+    with Session(create_engine_for(settings)) as s:
+        base = s.get(BaseModelRow, r.json()["id"])
+        assert base is not None and base.artifact_path
+    model, stored = load_model(Path(settings.artifact_dir) / base.artifact_path)
+    assert stored.network is not None and stored.network.name == "resnet18"
+    assert torch.equal(model.state_dict()["layer1.0.conv1.weight"], state["layer1.0.conv1.weight"])
+    assert isinstance(model, torchvision.models.ResNet)
+    wrong = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    bad = upload(client, st_save(wrong), spec=body)
+    assert bad.status_code == 422 and "fc.weight" in bad.text
+
+
+def create_engine_for(settings: Settings) -> Any:
+    from store.db import create_engine
+
+    return create_engine(settings.database_url)
