@@ -292,7 +292,12 @@ def test_register_a_model_run_a_job_read_csv(stack: Stack) -> None:
 
 def long_job(stack: Stack, epochs: int) -> int:
     """A real job that runs for a while: ``narrow`` trains a half-width net from scratch."""
-    body = {"base_model_id": stack.state["model"], "technique": "narrow", "params": {"width": 0.5, "epochs": epochs}}
+    body = {
+        "base_model_id": stack.state["model"],
+        "technique": "narrow",
+        "params": {"width": 0.5, "epochs": epochs},
+        "rerun": True,  # the same recipe as an earlier test's: it must run, not be answered from the table
+    }
     return stack.post_job(body)
 
 
