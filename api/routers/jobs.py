@@ -10,15 +10,13 @@ from fastapi.responses import FileResponse, JSONResponse
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.database import Database, DatabaseDep
-from api.deps import Enqueuer, EnqueuerDep, SettingsDep
-from api.idempotency import create_once
+from api.database import DatabaseDep
+from api.deps import EnqueuerDep, SettingsDep
 from api.job_service import (
     cancel_job,
     check_steps_on_model,
     create_answered_job,
     create_compress_job,
-    defer_enqueue,
     get_job,
     job_out,
     job_rows,
@@ -27,6 +25,7 @@ from api.job_service import (
     succeeded_twin,
     validate_job_steps,
 )
+from api.job_submission import submit_job
 from api.request_params import IdempotencyKeyHeader
 from api.schemas import JobCreate, JobOut, JobPage, JobStatus
 from compress.datasets import DatasetError, load_dataset
@@ -62,46 +61,15 @@ async def post_job(
     ``notes.answered_by_job``, its rows), unless ``rerun`` is true."""
     steps = validate_job_steps(req.as_steps(), single=req.steps is None)
 
-    def new_job(session: Session) -> Job:
+    def make(session: Session) -> Job:
+        check_steps_on_model(require_base_model(session, req.base_model_id), steps, single=req.steps is None)
         twin = None if req.rerun else succeeded_twin(session, req.base_model_id, steps)
         if twin is not None:
             return create_answered_job(session, twin, steps)
         return create_compress_job(session, req.base_model_id, steps, settings.max_attempts)
 
-    def create(session: Session) -> tuple[JobOut, bool]:
-        check_steps_on_model(require_base_model(session, req.base_model_id), steps, single=req.steps is None)
-        job_id, _, replayed = create_once(
-            session,
-            "jobs",
-            idempotency_key,
-            req.model_dump(mode="json", exclude_none=True),
-            lambda s: (new_job(s).id, None),
-        )
-        assert job_id is not None
-        return job_out(get_job(session, job_id)), replayed
-
-    job, replayed = await db.run(create, write=True)
-    if job.status == JOB_SUCCEEDED:  # answered from the table: nothing to run
-        job = await db.run(lambda session: job_out(get_job(session, job.id), job_rows(session, job.id)))
-    elif await send_job(db, enqueue, job.id, replayed, response):
-        job = await db.run(lambda session: job_out(get_job(session, job.id)))
-    response.headers["Location"] = f"/jobs/{job.id}"
-    return job
-
-
-async def send_job(db: Database, enqueue: Enqueuer, job_id: int, replayed: bool, response: Response) -> bool:
-    """Send a committed job's id to the workers (not a replayed one's: it was sent the first time). True when
-    the broker refused it: the job stays queued, its stage says so, the reconciler sends it later."""
-    if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-        return False
-    try:
-        await run_in_threadpool(enqueue, job_id)
-        return False
-    except Exception:
-        await db.run(lambda session: defer_enqueue(session, job_id), write=True)
-        response.headers["Retry-After"] = "0"
-        return True
+    payload = req.model_dump(mode="json", exclude_none=True)
+    return await submit_job(db, enqueue, response, "jobs", idempotency_key, payload, make)
 
 
 @router.get("", response_model=JobPage)

@@ -12,10 +12,10 @@ from starlette.concurrency import run_in_threadpool
 from api.database import Database, DatabaseDep
 from api.deps import Enqueuer, EnqueuerDep, SettingsDep
 from api.idempotency import create_once
-from api.job_service import create_retime_job, get_job, job_out, require_base_model
+from api.job_service import create_retime_job, require_base_model
+from api.job_submission import send_job, submit_job
 from api.model_service import add_model, check_model_request, model_out, new_model_id
 from api.request_params import IdempotencyKeyHeader
-from api.routers.jobs import send_job
 from api.schemas import JobOut, ModelCreate, ModelCreated, ModelId, ModelOut, ModelUpload
 from api.upload_service import EVALUATE_TECHNIQUE, UPLOAD_TRAINING, spec_field_error, store_uploaded_model
 from store.artifacts import ArtifactStore
@@ -43,22 +43,15 @@ async def post_retime(
     ``/comparison``'s speedups compare figures of one measuring session. Search trials (no stored model) keep
     their figures. The job's ``notes`` log the interleaved order."""
 
-    def create(session: Session) -> tuple[JobOut, bool]:
-        job_id, _, replayed = create_once(
-            session,
-            "retime",
-            idempotency_key,
-            {"model_id": model_id},
-            lambda s: (create_retime_job(s, model_id, settings.max_attempts).id, None),
-        )
-        assert job_id is not None
-        return job_out(get_job(session, job_id)), replayed
-
-    job, replayed = await db.run(create, write=True)
-    if await send_job(db, enqueue, job.id, replayed, response):
-        job = await db.run(lambda session: job_out(get_job(session, job.id)))
-    response.headers["Location"] = f"/jobs/{job.id}"
-    return job
+    return await submit_job(
+        db,
+        enqueue,
+        response,
+        "retime",
+        idempotency_key,
+        {"model_id": model_id},
+        lambda s: create_retime_job(s, model_id, settings.max_attempts),
+    )
 
 
 @router.post("", status_code=202, response_model=ModelCreated)
