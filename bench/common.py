@@ -13,7 +13,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import re
 import resource
 import statistics
@@ -27,6 +26,8 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
+from compress.latency_conditions import cpu_features, cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"
 CACHE_DIR = ROOT / "var" / "bench"
@@ -36,16 +37,6 @@ console = Console(width=230)
 
 
 # -- the machine -------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_average() -> str:
@@ -61,6 +52,7 @@ def machine_record(threads: int) -> dict[str, Any]:
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu_model(),
+        "cpu_features": cpu_features(),
         "cores": os.cpu_count(),
         "torch_threads": threads,
         "torch": torch.__version__,
@@ -429,7 +421,10 @@ def merge_repeats(runs: list[list[Target]]) -> list[Target]:
 
 
 def targets_table(targets: list[Target], title: str) -> Table:
-    t = Table(title=title, show_lines=False)
+    """The targets, titled with the conditions every latency target depends on: torch threads and the CPU's
+    vector width and int8 instructions (an int8 ratio without VNNI / dotprod is a different claim)."""
+    conditions = f"{torch.get_num_threads()} torch thread(s), {cpu_model()}: {cpu_features()}"
+    t = Table(title=f"{title} — {conditions}", show_lines=False)
     for col in ("#", "target", "measured", "goal", "result", "note"):
         t.add_column(col, justify="right" if col in ("measured",) else "left", overflow="fold")
     for x in targets:

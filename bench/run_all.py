@@ -90,7 +90,7 @@ def main() -> None:
     record["wall_s"] = round(wall, 1)
     console.rule("benchmark targets")
     print_machine(record, "run")
-    console.print(targets_table(targets, f"benchmark targets — {args.threads} threads, {record['cpu']}"))
+    console.print(targets_table(targets, "benchmark targets"))
     print_target_lines(targets)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": record, "targets": [asdict(t) for t in targets]}, indent=2))

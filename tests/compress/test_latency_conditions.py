@@ -9,7 +9,7 @@ import torch
 
 from compress.baseline import Baseline
 from compress.datasets import DatasetSplit
-from compress.latency_conditions import LatencyConditions, cpu_model, latency_conditions
+from compress.latency_conditions import LatencyConditions, cpu_features, cpu_model, latency_conditions
 from compress.measure import Measurement, measure
 from compress.techniques import Context, get_technique
 
@@ -36,6 +36,25 @@ def test_cpu_model_from_cpuinfo() -> None:
     assert cpu_model(ARM_CPUINFO) == "Raspberry Pi 5 Model B Rev 1.0"
     assert cpu_model("") == (platform.processor() or platform.machine() or "unknown")
     assert cpu_model()  # this machine
+
+
+def test_cpu_features_name_the_vector_width_and_the_int8_dot_product_instructions() -> None:
+    vnni = X86_CPUINFO.replace("fpu vme", "fpu vme avx2 avx512f avx512_vnni amx_int8")
+    assert cpu_features(vnni, "AVX512") == "AVX512, int8 dot product: AVX512-VNNI / AMX-INT8"
+    assert cpu_features(X86_CPUINFO, "AVX2") == "AVX2, int8 dot product: none"
+    arm = ARM_CPUINFO + "Features\t: fp asimd asimddp i8mm\n"
+    assert cpu_features(arm, "DEFAULT") == "DEFAULT, int8 dot product: dotprod / i8mm"
+    here = cpu_features()
+    assert here.startswith(torch.backends.cpu.get_cpu_capability() + ", int8 dot product: ")
+    assert latency_conditions().cpu_features == here
+
+
+def test_cpu_features_are_compared_only_when_both_figures_carry_them() -> None:
+    c = latency_conditions()
+    older = c.model_copy(update={"cpu_features": None})  # a row measured before they were recorded
+    assert c.differences(older) == {} and older.differences(c) == {}
+    other = c.model_copy(update={"cpu_features": "AVX512, int8 dot product: AVX512-VNNI"})
+    assert c.differences(other) == {"cpu_features": (c.cpu_features, other.cpu_features)}
 
 
 def test_conditions_now() -> None:
