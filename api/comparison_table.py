@@ -91,7 +91,8 @@ def latency_comparison(r: Mapping[str, Any], baseline: Mapping[str, Any] | None)
     """The row's speedups over the baseline, and a note when they are empty or not from one measuring session.
 
     A speedup is only given between latencies measured under the same conditions (threads, PyTorch, CPU and its
-    int8 instructions, host); otherwise it is empty and ``latency_note`` says which conditions differ (a retime measures them together).
+    int8 instructions, host); otherwise it is empty and ``latency_note`` says which conditions differ (a retime
+    measures them together).
     """
     out: dict[str, Any] = {"speedup_bs1": None, "speedup_bs64": None, "latency_note": None}
     if baseline is None:

@@ -69,8 +69,11 @@ def _fingerprint_statement() -> Select[Any]:
     t, m = ResultRow.__table__.c, BaseModelRow.__table__.c
     model_id = bindparam("base_model_id")
     known = select(m.id).where(m.id == model_id).scalar_subquery()
+    changed = select(m.updated_at).where(m.id == model_id).scalar_subquery()
     newest = select(t.created_at).where(t.base_model_id == model_id).order_by(t.id.desc()).limit(1)
-    return select(known, func.count(), func.max(t.id), newest.scalar_subquery()).where(t.base_model_id == model_id)
+    return select(known, func.count(), func.max(t.id), newest.scalar_subquery(), changed).where(
+        t.base_model_id == model_id
+    )
 
 
 _FINGERPRINT = _fingerprint_statement()
@@ -78,9 +81,10 @@ _FINGERPRINT = _fingerprint_statement()
 
 def table_fingerprint(session: Session, base_model_id: str) -> tuple[Any, ...]:
     """Changes whenever the model's result rows do; 404 (listing the models) when the base model does not
-    exist. Rows are only ever inserted (never updated), so their count and largest id suffice; the newest
-    row's ``created_at`` also tells a database recreated with the same ids apart. One query, answered from
-    the primary key of base_models and the index ix_result_rows_base_model_id (~0.1 ms for 500 rows)."""
+    exist. Rows are inserted (their count and largest id change; the newest row's ``created_at`` also tells a
+    database recreated with the same ids apart) or updated in place by a retime, which stamps the base model's
+    ``updated_at`` in the same transaction (:meth:`store.jobs.Lease.succeed`). One query, answered from the
+    primary key of base_models and the index ix_result_rows_base_model_id (~0.1 ms for 500 rows)."""
     known, *fingerprint = session.connection().execute(_FINGERPRINT, {"base_model_id": base_model_id}).one()
     if known is None:
         require_base_model(session, base_model_id)  # raises the 404 (unless the model was created meanwhile)

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session, SQLModel, col
 
 from store.db import write
 from store.tables import (
@@ -178,6 +178,9 @@ class Lease:
             _insert_rows(conn, rows)
             for row_id, values in (updates or {}).items():
                 conn.execute(update(ResultRow).where(ResultRow.id == row_id).values(**values))  # type: ignore[arg-type]
+            if updates:  # the tables of those rows' models changed: their cached /comparison is stale
+                models = select(ResultRow.base_model_id).where(col(ResultRow.id).in_(list(updates)))
+                conn.execute(update(BaseModelRow).where(col(BaseModelRow.id).in_(models)).values(updated_at=utcnow()))
 
         write(self.engine, work)
 

@@ -56,6 +56,13 @@ def test_retime_interleaves_and_makes_every_ratio_comparable(engine: Engine, set
         notes = done["notes"]
 
         after = client.get("/comparison", params={"base_model_id": mid, "include_trials": "true"}).json()
+        # the very query served (and cached) before the retime: its table shows the retime's figures at once
+        again = {r["technique"]: r for r in client.get("/comparison", params={"base_model_id": mid}).json()}
+    with engine.connect() as conn:
+        stored_ms = dict(conn.execute(text("SELECT technique, latency_ms_bs64 FROM result_rows WHERE NOT trial")).all())
+    assert {t: r["latency_ms_bs64"] for t, r in again.items()} == stored_ms
+    assert again["quantize-int8"]["speedup_bs64"] is not None and again["quantize-int8"]["latency_note"] is None
+    assert json.loads(again["baseline"]["latency_conditions"])["session_id"] == notes["session_id"]
     stored = [r for r in after if not r["trial"]]
     assert len(stored) == 3  # baseline, channels, int8
     for row in stored:
