@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from api.schemas import as_utc
 from compress.latency_conditions import LatencyConditions
+from compress.measure import speed_figure
 from compress.result_columns import COMPARISON_COLUMNS, FRONT, RESULT_COLUMNS
 from store.tables import BASELINE_TECHNIQUE, ResultRow
 
@@ -109,14 +110,22 @@ def latency_comparison(r: Mapping[str, Any], baseline: Mapping[str, Any] | None)
         out["latency_note"] = f"measured under other conditions than the baseline ({shown}): retime the model"
         return out
     for bs in (1, 64):
-        mine_ms, base_ms = r.get(f"latency_ms_bs{bs}"), baseline.get(f"latency_ms_bs{bs}")
-        if mine_ms and base_ms:
-            out[f"speedup_bs{bs}"] = round(base_ms / mine_ms, 4)
+        if r.get(f"latency_ms_bs{bs}") and baseline.get(f"latency_ms_bs{bs}"):
+            quartile = bool(r.get(f"latency_ms_bs{bs}_p25") and baseline.get(f"latency_ms_bs{bs}_p25"))
+            out[f"speedup_bs{bs}"] = round(_speed(baseline, bs, quartile) / _speed(r, bs, quartile), 4)
     if mine.session_id is None or mine.session_id != theirs.session_id:
         out["latency_note"] = (
             "same conditions as the baseline, timed in separate sessions (a retime times them together)"
         )
     return out
+
+
+def _speed(row: Mapping[str, Any], bs: int, quartile: bool) -> float:
+    """The figure a speedup divides (:func:`compress.measure.speed_figure`): the lower quartile when both rows
+    have one, else the medians (never one of each)."""
+    figure = speed_figure(row.get(f"latency_ms_bs{bs}_p25") if quartile else None, row[f"latency_ms_bs{bs}"])
+    assert figure is not None
+    return float(figure)
 
 
 LATENCY_FIGURES = {

@@ -340,15 +340,16 @@ def projected_job_s(base: Base, technique: str, params: dict[str, Any]) -> tuple
 def interleaved_latency(
     models: dict[str, nn.Module], input_shape: tuple[int, ...], batch_size: int, rounds: int = 7, runs: int = 20
 ) -> dict[str, float]:
-    """Median ms per forward pass of each model, measured in alternating rounds so that a burst of
-    load from other processes hits every model alike; the median over rounds of each round's median."""
-    from compress.measure import measure_latency
+    """ms per forward pass of each model as the table's speedups take it (``LatencyStats.speed``: the lower
+    quartile of every pass), measured in alternating rounds so that a burst of load from other processes hits
+    every model alike."""
+    from compress.measure import latency_stats, time_forward
 
     per_model: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(rounds):
         for name, model in models.items():
-            per_model[name].append(measure_latency(model, input_shape, batch_size, runs=runs))
-    return {name: statistics.median(v) for name, v in per_model.items()}
+            per_model[name] += time_forward(model, input_shape, batch_size, runs=runs)
+    return {name: latency_stats(v).speed for name, v in per_model.items()}
 
 
 # -- tables ------------------------------------------------------------------------------------

@@ -85,6 +85,19 @@ class LatencyStats(BaseModel):
     p75: float
     runs: int
 
+    @property
+    def speed(self) -> float:
+        """The figure speedups compare: :func:`speed_figure` of these timings."""
+        return speed_figure(self.p25, self.median)
+
+
+def speed_figure(p25: float | None, median: float | None) -> float | None:
+    """What a speedup divides: the lower quartile of the timed passes, else (figures recorded without it) the
+    median. Load from other processes only ever lengthens a pass, and on a shared machine it comes in bursts
+    of seconds that slow a quarter to a half of some networks' passes: a ratio of medians then swung by ±30 %
+    between two sessions on the same files, one of lower quartiles by about ±10 % (BENCHMARKS.md)."""
+    return p25 if p25 is not None else median
+
 
 def latency_stats(times_ms: list[float]) -> LatencyStats:
     """The median and quartiles of ``times_ms`` (one timing: all three equal)."""

@@ -173,7 +173,8 @@ RESULT_COLUMNS: tuple[ResultColumn, ...] = (
         "speedup_bs1",
         float,
         "×",
-        "baseline ms / this row's ms at batch 1; empty when the two were measured under different conditions",
+        "baseline ms / this row's ms at batch 1, from the lower quartiles of the timed passes (bursts of other "
+        "load lengthen some passes: medians would swing); empty when the two were measured under different conditions",
         "speedup",
         ratio_of="latency_ms_bs1",
         title="× bs1",
@@ -183,7 +184,8 @@ RESULT_COLUMNS: tuple[ResultColumn, ...] = (
         "speedup_bs64",
         float,
         "×",
-        "baseline ms / this row's ms at batch 64; empty when the two were measured under different conditions",
+        "baseline ms / this row's ms at batch 64, from the lower quartiles of the timed passes (bursts of other "
+        "load lengthen some passes: medians would swing); empty when the two were measured under different conditions",
         "speedup",
         ratio_of="latency_ms_bs64",
         title="× bs64",

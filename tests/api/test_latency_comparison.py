@@ -55,6 +55,24 @@ def test_speedup_only_between_comparable_latencies(client: TestClient, table: st
     assert '"session_id":"seed-session"' in rows["same"]["latency_conditions"]
 
 
+def test_speedups_divide_lower_quartiles_and_never_mix_a_quartile_with_a_median(
+    client: TestClient, engine: Engine
+) -> None:
+    """A burst of other load lengthens some passes: the speedup divides the lower quartiles (p25) when both rows
+    have them, the medians when either does not."""
+    mid = add_model(engine)
+    base = {"technique": "baseline", "latency_ms_bs64": 10.0, "latency_ms_bs64_p25": 8.0, "latency_ms_bs1": 1.0}
+    add_row(engine, add_job(engine, mid, technique="train"), mid, 0, label="baseline", **base)
+    quartiled = {"latency_ms_bs64": 5.0, "latency_ms_bs64_p25": 2.0, "latency_ms_bs1": 0.5}
+    add_row(engine, add_job(engine, mid), mid, 0, label="quartiled", technique="prune-l1", **quartiled)
+    median_only = {"latency_ms_bs64": 4.0, "latency_ms_bs64_p25": None, "latency_ms_bs1": 0.25}
+    add_row(engine, add_job(engine, mid), mid, 0, label="median only", technique="narrow", **median_only)
+    rows = _rows(client, mid)
+    assert rows["quartiled"]["speedup_bs64"] == 4.0  # 8 / 2, not 10 / 5
+    assert rows["median only"]["speedup_bs64"] == 2.5  # 10 / 4: the baseline's median, not its quartile
+    assert rows["quartiled"]["speedup_bs1"] == 2.0 and rows["median only"]["speedup_bs1"] == 4.0  # no p25 at bs1
+
+
 def test_csv_appends_the_new_columns_after_the_old_ones(client: TestClient, table: str) -> None:
     header = client.get("/comparison", params={"base_model_id": table, "format": "csv"}).text.splitlines()[0]
     cols = header.split(",")
