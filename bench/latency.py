@@ -247,7 +247,12 @@ def run(args: argparse.Namespace, base: Base | None = None) -> list[Target]:
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rounds", type=int, default=7, help="interleaved latency rounds (ratios: lower quartile of all passes, as the table)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=7,
+        help="interleaved latency rounds (ratios: lower quartile of all passes, as the table)",
+    )
     p.add_argument("--breakdown", action="store_true", help="also print self CPU time per op (torch.profiler)")
 
 
