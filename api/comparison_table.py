@@ -106,7 +106,7 @@ def latency_comparison(r: Mapping[str, Any], baseline: Mapping[str, Any] | None)
         return out
     differ = mine.differences(theirs)
     if differ:
-        shown = ", ".join(f"{k} {a} vs {b}" for k, (a, b) in differ.items())
+        shown = "; ".join(f"{k} {a} vs {b}" for k, (a, b) in differ.items())
         out["latency_note"] = f"measured under other conditions than the baseline ({shown}): retime the model"
         return out
     for bs in (1, 64):
@@ -123,9 +123,7 @@ def latency_comparison(r: Mapping[str, Any], baseline: Mapping[str, Any] | None)
 def _speed(row: Mapping[str, Any], bs: int, quartile: bool) -> float:
     """The figure a speedup divides (:func:`compress.measure.speed_figure`): the lower quartile when both rows
     have one, else the medians (never one of each)."""
-    figure = speed_figure(row.get(f"latency_ms_bs{bs}_p25") if quartile else None, row[f"latency_ms_bs{bs}"])
-    assert figure is not None
-    return float(figure)
+    return float(speed_figure(row.get(f"latency_ms_bs{bs}_p25") if quartile else None, row[f"latency_ms_bs{bs}"]))
 
 
 LATENCY_FIGURES = {

@@ -1,4 +1,5 @@
-"""``Idempotency-Key`` on ``POST /jobs`` and ``POST /models``: a client that timed out may post again.
+"""``Idempotency-Key`` on ``POST /jobs``, ``POST /models`` and ``POST /models/{id}/retime``: a client that timed out
+may post again.
 
 The key is stored in the same transaction as what the request created, so a retry finds either
 nothing (the first attempt left nothing behind: it is made now) or the job / model made the first

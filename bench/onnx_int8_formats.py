@@ -62,7 +62,7 @@ def quantize(float_onnx: Path, calibration: Any, name: str, how: dict[str, Any])
 
     from compress.export_onnx import _Batches
 
-    dst = float_onnx.with_name(f"{abs(hash(name))}.onnx")
+    dst = float_onnx.with_name(f"int8-{list(settings()).index(name)}.onnx")
     quantize_static(
         float_onnx,
         dst,
@@ -85,17 +85,27 @@ def node_profile(onnx: bytes, threads: int, shape: tuple[int, ...], passes: int 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.enable_profiling = True
-    so.profile_file_prefix = str(Path(tempfile.mkdtemp(prefix="netreduce-ort-prof-")) / "p")
-    s = ort.InferenceSession(onnx, so, providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).standard_normal((BATCH, *shape), dtype=np.float32)
-    for _ in range(passes):
-        s.run(None, {s.get_inputs()[0].name: x})
     by: dict[str, float] = {}
-    for e in json.loads(Path(s.end_profiling()).read_text()):
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            op = e["args"].get("op_name", "?")
-            by[op] = by.get(op, 0.0) + e["dur"] / passes / 1000
+    with tempfile.TemporaryDirectory(prefix="netreduce-ort-prof-") as tmp:
+        so.profile_file_prefix = str(Path(tmp) / "p")
+        s = ort.InferenceSession(onnx, so, providers=["CPUExecutionProvider"])
+        x = np.random.default_rng(0).standard_normal((BATCH, *shape), dtype=np.float32)
+        for _ in range(passes):
+            s.run(None, {s.get_inputs()[0].name: x})
+        for e in json.loads(Path(s.end_profiling()).read_text()):
+            if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+                op = e["args"].get("op_name", "?")
+                by[op] = by.get(op, 0.0) + e["dur"] / passes / 1000
     return dict(sorted(by.items(), key=lambda kv: -kv[1]))
+
+
+def passes_ms(session: Any, shape: tuple[int, ...], runs: int, warmup: int = 2) -> list[float]:
+    """Wall ms of ``runs`` single passes at batch 64, after ``warmup`` (the seeded batch ``time_ort`` uses)."""
+    from compress.export_onnx import time_ort
+
+    for _ in range(warmup):
+        time_ort(session, shape, BATCH, runs=1, warmup=0)
+    return [time_ort(session, shape, BATCH, runs=1, warmup=0) for _ in range(runs)]
 
 
 def main() -> None:
@@ -105,17 +115,17 @@ def main() -> None:
     set_threads(args.threads)
     print_machine(machine_record(args.threads))
 
-    from compress.export_onnx import _bake, _torch_export, ort_predict, ort_session, time_ort
+    from compress.export_onnx import _bake, _torch_export, ort_predict, ort_session
     from compress.measure import latency_stats
 
     base = get_base(str(args.data), args.seed)
     shape = tuple(base.spec.input_shape)
-    work = Path(tempfile.mkdtemp(prefix="netreduce-int8-formats-"))
-    float_onnx = work / "fp32.onnx"
-    float_onnx.write_bytes(_torch_export(_bake(copy.deepcopy(base.model)), shape, 17))
     calibration = base.data.calibration_subset(CALIBRATION, args.seed)
-    models = {"fp32": float_onnx.read_bytes()}
-    models.update({name: quantize(float_onnx, calibration, name, how) for name, how in settings().items()})
+    with tempfile.TemporaryDirectory(prefix="netreduce-int8-formats-") as work:
+        float_onnx = Path(work) / "fp32.onnx"
+        float_onnx.write_bytes(_torch_export(_bake(copy.deepcopy(base.model)), shape, 17))
+        models = {"fp32": float_onnx.read_bytes()}
+        models.update({name: quantize(float_onnx, calibration, name, how) for name, how in settings().items()})
     sessions = {name: ort_session(m, threads=args.threads) for name, m in models.items()}
     acc = {
         name: 100 * float((ort_predict(s, base.data.eval_x).argmax(1) == base.data.eval_y).float().mean())
@@ -124,7 +134,7 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in sessions}
     for _ in range(args.rounds):
         for name, s in sessions.items():
-            times[name] += [time_ort(s, shape, BATCH, runs=1, warmup=0) for _ in range(args.latency_runs)]
+            times[name] += passes_ms(s, shape, args.latency_runs)
     speed = {name: latency_stats(t).speed for name, t in times.items()}
     t = Table(title=f"onnxruntime int8 settings vs onnxruntime fp32, batch {BATCH}, {args.threads} thread(s)")
     for col in ("setting", "accuracy %", "ms (p25)", "ms (median)", "vs fp32", "top nodes (ms per pass)"):

@@ -24,6 +24,7 @@ _COMPARED_WHEN_KNOWN = ("cpu_features",)
 _INT8_DOT = {
     "avx512_vnni": "AVX512-VNNI",
     "avx_vnni": "AVX-VNNI",
+    "avx_vnni_int8": "AVX-VNNI-INT8",
     "amx_int8": "AMX-INT8",
     "asimddp": "dotprod",
     "i8mm": "i8mm",
@@ -54,8 +55,9 @@ class LatencyConditions(BaseModel):
     session_id: str | None = Field(default=None, description="Figures measured together (one retime) share it.")
 
     def differences(self, other: LatencyConditions) -> dict[str, tuple[object, object]]:
-        """The conditions that differ from ``other`` (threads, PyTorch, CPU, host; the engine is part of
-        what a variant *is*, not of how it was timed): empty when the two figures may be compared."""
+        """The conditions that differ from ``other`` (threads, PyTorch, CPU, host, and the CPU's features when
+        both figures record them; the engine is part of what a variant *is*, not of how it was timed): empty
+        when the two figures may be compared."""
         out = {k: (getattr(self, k), getattr(other, k)) for k in _COMPARED if getattr(self, k) != getattr(other, k)}
         for k in _COMPARED_WHEN_KNOWN:
             mine, theirs = getattr(self, k), getattr(other, k)
@@ -86,15 +88,20 @@ def _read_cpuinfo() -> str:
         return ""
 
 
-def cpu_features(cpuinfo: str | None = None, capability: str | None = None) -> str:
+def cpu_features(cpuinfo: str | None = None, capability: str | None = None) -> str | None:
     """E.g. ``AVX2, int8 dot product: none`` or ``AVX512, int8 dot product: AVX512-VNNI``: PyTorch's CPU
-    capability and the int8 dot-product instructions listed in /proc/cpuinfo."""
+    capability and the int8 dot-product instructions listed in /proc/cpuinfo; None when /proc/cpuinfo lists no
+    flags (macOS, a locked-down container): unknown, so never compared."""
     cpuinfo = _read_cpuinfo() if cpuinfo is None else cpuinfo
     flags: set[str] = set()
+    listed = False
     for line in cpuinfo.splitlines():
         key, sep, value = line.partition(":")
         if sep and key.strip().lower() in ("flags", "features"):
+            listed = True
             flags.update(value.split())
+    if not listed:
+        return None
     dots = [name for flag, name in _INT8_DOT.items() if flag in flags]
     cap = capability or torch.backends.cpu.get_cpu_capability()
     return f"{cap}, int8 dot product: {' / '.join(dots) or 'none'}"

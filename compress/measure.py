@@ -91,7 +91,7 @@ class LatencyStats(BaseModel):
         return speed_figure(self.p25, self.median)
 
 
-def speed_figure(p25: float | None, median: float | None) -> float | None:
+def speed_figure(p25: float | None, median: float) -> float:
     """What a speedup divides: the lower quartile of the timed passes, else (figures recorded without it) the
     median. Load from other processes only ever lengthens a pass, and on a shared machine it comes in bursts
     of seconds that slow a quarter to a half of some networks' passes: a ratio of medians then swung by ±30 %

@@ -117,14 +117,24 @@ def _keep_sentences(recommendations: Mapping[str, Recommendation], base: Mapping
             continue
         row = rec.chosen
         gain = ""
-        if metric and row.get(metric) and base.get(metric):
-            gain = f": {100 * row[metric] / base[metric]:.1f} % {of_what}"
+        share = _share_of_base(row, base, metric)
+        if share is not None:
+            gain = f": {100 * share:.1f} % {of_what}"
         drop = row.get("accuracy_drop") or 0.0
         out.append(
             f"For {words}, keep **{row.get('label')}**{gain}, at {row.get('accuracy', 0):.2f} % accuracy "
             f"({drop:+.2f} points versus the base network, {verdict(row)})."
         )
     return out
+
+
+def _share_of_base(row: Mapping[str, Any], base: Mapping[str, Any], metric: str | None) -> float | None:
+    """The row's ``metric`` as a share of the base network's; for latency, 1 / the served speedup (the
+    figure the table's speedup divides), none when that speedup is empty (not comparable)."""
+    if metric == "latency_ms_bs64":
+        speedup = row.get("speedup_bs64")
+        return 1.0 / speedup if speedup else None
+    return _share(row.get(metric), base.get(metric)) if metric else None
 
 
 def _names(rows: Sequence[Mapping[str, Any]]) -> str:

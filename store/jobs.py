@@ -178,9 +178,9 @@ class Lease:
             _insert_rows(conn, rows)
             for row_id, values in (updates or {}).items():
                 conn.execute(update(ResultRow).where(ResultRow.id == row_id).values(**values))  # type: ignore[arg-type]
-            if updates:  # the tables of those rows' models changed: their cached /comparison is stale
-                models = select(ResultRow.base_model_id).where(col(ResultRow.id).in_(list(updates)))
-                conn.execute(update(BaseModelRow).where(col(BaseModelRow.id).in_(models)).values(updated_at=utcnow()))
+            if updates:  # the model's table changed in place: its cached /comparison is stale
+                mine = select(col(Job.base_model_id)).where(col(Job.id) == self.job_id).scalar_subquery()
+                conn.execute(update(BaseModelRow).where(col(BaseModelRow.id) == mine).values(updated_at=utcnow()))
 
         write(self.engine, work)
 

@@ -25,8 +25,8 @@ from api.job_service import (
     succeeded_twin,
     validate_job_steps,
 )
-from api.job_submission import submit_job
 from api.request_params import IdempotencyKeyHeader
+from api.routers.submission import submit_job
 from api.schemas import JobCreate, JobOut, JobPage, JobStatus
 from compress.datasets import DatasetError, load_dataset
 from compress.export_onnx import ExportError, OnnxExport

@@ -13,9 +13,9 @@ from api.database import Database, DatabaseDep
 from api.deps import Enqueuer, EnqueuerDep, SettingsDep
 from api.idempotency import create_once
 from api.job_service import create_retime_job, require_base_model
-from api.job_submission import send_job, submit_job
 from api.model_service import add_model, check_model_request, model_out, new_model_id
 from api.request_params import IdempotencyKeyHeader
+from api.routers.submission import send_job, submit_job
 from api.schemas import JobOut, ModelCreate, ModelCreated, ModelId, ModelOut, ModelUpload
 from api.upload_service import EVALUATE_TECHNIQUE, UPLOAD_TRAINING, spec_field_error, store_uploaded_model
 from store.artifacts import ArtifactStore

@@ -44,8 +44,9 @@ def test_cpu_features_name_the_vector_width_and_the_int8_dot_product_instruction
     assert cpu_features(X86_CPUINFO, "AVX2") == "AVX2, int8 dot product: none"
     arm = ARM_CPUINFO + "Features\t: fp asimd asimddp i8mm\n"
     assert cpu_features(arm, "DEFAULT") == "DEFAULT, int8 dot product: dotprod / i8mm"
+    assert cpu_features("", "AVX2") is None  # no flags listed: unknown, not "none"
     here = cpu_features()
-    assert here.startswith(torch.backends.cpu.get_cpu_capability() + ", int8 dot product: ")
+    assert here is not None and here.startswith(torch.backends.cpu.get_cpu_capability() + ", int8 dot product: ")
     assert latency_conditions().cpu_features == here
 
 

@@ -98,3 +98,22 @@ def test_a_retime_cancelled_before_it_starts_never_runs(engine: Engine, settings
         assert client.delete(f"/jobs/{jid}").status_code == 200
     assert execute_job(jid, engine, settings) == "skipped"
     assert job(engine, jid).status == "cancelled"
+
+
+def test_a_retime_sent_again_with_its_key_answers_the_first_job(engine: Engine, settings: Settings) -> None:
+    settings = settings.model_copy(update={"retime_rounds": 1, "retime_runs": 1})
+    mid = add_base_model(engine, "retime-replay", epochs=1)
+    assert execute_job(add_job(engine, mid, kind="train"), engine, settings) == "succeeded"
+    recorder = EnqueueRecorder(engine)
+    key = {"Idempotency-Key": "retime-replay-1"}
+    with app_client(engine, settings, recorder) as client:
+        first = client.post(f"/models/{mid}/retime", headers=key)
+        assert first.status_code == 202 and "idempotent-replayed" not in first.headers
+        again = client.post(f"/models/{mid}/retime", headers=key)
+        assert again.status_code == 202 and again.headers["idempotent-replayed"] == "true"
+        assert again.json()["id"] == first.json()["id"] and recorder.ids == [first.json()["id"]]  # sent once
+        assert execute_job(first.json()["id"], engine, settings) == "succeeded"
+        done = client.post(f"/models/{mid}/retime", headers=key)  # the first job has finished meanwhile
+        assert done.headers["idempotent-replayed"] == "true"
+        assert done.json()["id"] == first.json()["id"] and done.json()["status"] == "succeeded"
+        assert recorder.ids == [first.json()["id"]]

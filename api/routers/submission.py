@@ -1,8 +1,8 @@
 """Submitting a job: create it once (with its idempotency key), commit, then send its id to the workers.
 
 One sequence for every route that starts a job (POST /jobs, POST /models/{id}/retime): the row is committed
-before its id is queued, a replayed request is not sent again, and a broker that refuses leaves the job
-queued for the reconciler, its stage saying so.
+before its id is queued, a replayed request is answered with what the first one made (``Idempotent-Replayed``)
+and not sent again, and a broker that refuses leaves the job queued for the reconciler, its stage saying so.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ async def submit_job(
         return job_out(get_job(session, job_id)), replayed
 
     job, replayed = await db.run(create, write=True)
-    if job.status == JOB_SUCCEEDED:
+    if job.status == JOB_SUCCEEDED:  # answered from the table (or a replay of a finished job): nothing to send
+        if replayed:
+            response.headers["Idempotent-Replayed"] = "true"
         job = await db.run(lambda session: job_out(get_job(session, job.id), job_rows(session, job.id)))
     elif await send_job(db, enqueue, job.id, replayed, response):
         job = await db.run(lambda session: job_out(get_job(session, job.id)))
