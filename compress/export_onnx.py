@@ -30,8 +30,12 @@ metadata, and the protobuf is serialized deterministically, so the same model gi
 before and after a storage round trip.
 
 int8 and onnxruntime: activations are uint8 (asymmetric, MinMax calibration), weights int8
-symmetric, per channel when the eager variant was. PyTorch's fbgemm keeps activations to 7 bits
-(``reduce_range``); onnxruntime's QDQ uses the full 8 bits, so its int8 model is at least as precise.
+symmetric with 7 bits (``reduce_range``), per channel when the eager variant was. The 7-bit weights are
+for the CPUs the model will run on, not the one that exported it: without int8 dot-product instructions
+(VNNI), onnxruntime's u8s8 kernels add pairs of 8-bit products in 16 bits (``vpmaddubsw``), which saturate
+with full-range weights; on such a CPU (AVX2) full-range weights cost 0.6-0.8 points against eager int8 and
+agreed on only 98.6 % of the samples, 7-bit weights match it. PyTorch's fbgemm / x86 keep activations to
+7 bits instead, so the two int8 models are close but not bit-identical.
 """
 
 from __future__ import annotations
@@ -337,6 +341,7 @@ def _ort_quantize_files(float_onnx: bytes, step: dict[str, Any], calibration: to
                 per_channel=bool(step.get("per_channel")),
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
+                reduce_range=True,  # 7-bit weights: no saturation on CPUs without VNNI (module docstring)
                 calibrate_method=CalibrationMethod.MinMax,
                 extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
             )
@@ -398,7 +403,7 @@ def export_onnx(
         if step["kind"] == "quantize-int8":
             info["calibration_samples"] = len(cast(torch.Tensor, calibration))
             info["calibrate_method"] = "MinMax"
-            info["quant_format"] = "QDQ, uint8 activations (asymmetric), int8 weights (symmetric)"
+            info["quant_format"] = "QDQ, uint8 activations (asymmetric), int8 weights (symmetric, 7 bits)"
         data = _ort_quantize(data, step, calibration)
     return OnnxExport(_canonical(data, info), info)
 
